@@ -1,0 +1,1 @@
+//! elstream shim.
