@@ -1,0 +1,358 @@
+//! Incremental splitting of an eventlog byte stream into frames.
+
+use super::header::{HeaderParser, HEADER_BEGIN, SIZE_UNKNOWN};
+use super::{
+    be16, be64, event_len, BlockMarker, FormatError, Header, BLOCK_MARKER_SIZE, EVENT_BLOCK_MARKER,
+    GLOBAL_CAP,
+};
+
+/// A block longer than this is cut (bounded memory); 9.0.2's buffers are 2 MiB.
+pub const MAX_BLOCK_SIZE: usize = 16 << 20;
+
+/// One unit of an eventlog stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    Header(Header),
+    Block(Block),
+    DataEnd,
+}
+
+/// A block: its marker plus the events up to the block's end, as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub bytes: Vec<u8>,
+    /// From the marker; [`GLOBAL_CAP`] for the global buffer and for events
+    /// that came without a marker.
+    pub cap: u16,
+    /// The marker's timestamp (first event's time when there is no marker).
+    pub start_time: u64,
+    /// The marker's end time. When the marker's size was stale or wrong, the
+    /// decoder rewrites the marker in `bytes` with the real size and the
+    /// latest event time, so downstream readers see a consistent block.
+    pub end_time: u64,
+    /// Events in the block, not counting the marker.
+    pub events: u32,
+}
+
+impl Block {
+    /// Whether the block starts with a block marker.
+    pub fn has_marker(&self) -> bool {
+        BlockMarker::parse(&self.bytes).is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of the stream or after a data end.
+    ExpectHeader,
+    InData,
+}
+
+/// Progress through the block at the front of the buffer, kept between
+/// pushes so each byte is scanned once.
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    /// Offset (from the block start) of the next unscanned event.
+    off: usize,
+    marker: Option<BlockMarker>,
+    /// The marker's size while it is still consistent with the events seen.
+    target: Option<usize>,
+    events: u32,
+    first_time: Option<u64>,
+    max_time: u64,
+}
+
+/// Splits a byte stream, pushed in chunks of any size, into [`Frame`]s.
+///
+/// A block is handed out as soon as its marker's size says it is complete,
+/// so a live stream never waits for the next block. When the marker's size
+/// is stale or wrong the block extends to the next marker, data end or header.
+#[derive(Debug)]
+pub struct StreamDecoder {
+    buf: Vec<u8>,
+    pos: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    state: State,
+    header: Option<Header>,
+    hdr: HeaderParser,
+    scan: Option<Scan>,
+    failed: Option<FormatError>,
+}
+
+impl Default for StreamDecoder {
+    fn default() -> Self {
+        StreamDecoder::new()
+    }
+}
+
+enum Step {
+    Frame(Frame),
+    NeedMore,
+    Continue,
+}
+
+impl StreamDecoder {
+    pub fn new() -> StreamDecoder {
+        StreamDecoder {
+            buf: Vec::new(),
+            pos: 0,
+            base: 0,
+            state: State::ExpectHeader,
+            header: None,
+            hdr: HeaderParser::default(),
+            scan: None,
+            failed: None,
+        }
+    }
+
+    /// Appends stream bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The header of the current session, once seen.
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    /// Bytes pushed but not yet returned in a frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Stream offset of the first byte not yet returned in a frame.
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Whether the decoder sits between frames with nothing pending (a clean
+    /// place for a stream to end).
+    pub fn at_boundary(&self) -> bool {
+        self.buffered() == 0
+    }
+
+    /// The next whole frame; `Ok(None)` when more bytes are needed.
+    /// After an error every call returns the same error.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FormatError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        loop {
+            let r = match self.state {
+                State::ExpectHeader => self.step_header(),
+                State::InData => self.step_data(),
+            };
+            match r {
+                Ok(Step::Frame(f)) => return Ok(Some(f)),
+                Ok(Step::NeedMore) => return Ok(None),
+                Ok(Step::Continue) => {}
+                Err(e) => {
+                    self.failed = Some(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Call at the end of the input, like `next_frame`: once the whole frames
+    /// are out, returns the whole events of a cut-off last block (a truncated
+    /// log, as `ghc-events` tolerates) and drops the partial tail.
+    pub fn finish(&mut self) -> Result<Option<Frame>, FormatError> {
+        if let Some(f) = self.next_frame()? {
+            return Ok(Some(f));
+        }
+        if let Some(scan) = self.scan {
+            if scan.off > 0 {
+                return Ok(Some(Frame::Block(self.take_block(scan))));
+            }
+        }
+        self.scan = None;
+        self.pos = self.buf.len();
+        self.hdr = HeaderParser::default();
+        Ok(None)
+    }
+
+    fn rest(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn step_header(&mut self) -> Result<Step, FormatError> {
+        let rest = self.rest();
+        let at = self.base + self.pos as u64;
+        // After a restart the global buffer's stale marker precedes `hdrb`.
+        if self.hdr_idle() && rest.len() >= 2 && be16(rest, 0) == EVENT_BLOCK_MARKER {
+            if rest.len() < BLOCK_MARKER_SIZE + 4 {
+                return Ok(Step::NeedMore);
+            }
+            if rest[BLOCK_MARKER_SIZE..BLOCK_MARKER_SIZE + 4] != HEADER_BEGIN {
+                return Err(FormatError::NotEventlog { offset: at });
+            }
+            self.pos += BLOCK_MARKER_SIZE;
+            return Ok(Step::Continue);
+        }
+        let rest = &self.buf[self.pos..];
+        match self.hdr.step(rest, at)? {
+            None => Ok(Step::NeedMore),
+            Some(h) => {
+                self.pos += h.raw.len();
+                self.header = Some(h.clone());
+                self.state = State::InData;
+                Ok(Step::Frame(Frame::Header(h)))
+            }
+        }
+    }
+
+    fn hdr_idle(&self) -> bool {
+        self.hdr.consumed() == 0
+    }
+
+    fn step_data(&mut self) -> Result<Step, FormatError> {
+        let header = self.header.as_ref().expect("InData implies a header");
+        let rest = &self.buf[self.pos..];
+        let at = self.base + self.pos as u64;
+        let mut scan = match self.scan {
+            Some(s) => s,
+            None => {
+                if rest.len() < 2 {
+                    return Ok(Step::NeedMore);
+                }
+                let ty = be16(rest, 0);
+                if ty == 0xffff {
+                    self.pos += 2;
+                    self.state = State::ExpectHeader;
+                    return Ok(Step::Frame(Frame::DataEnd));
+                }
+                if is_header_start(header, rest) {
+                    // A new session without a data end (legal, e.g. after a crash).
+                    self.state = State::ExpectHeader;
+                    return Ok(Step::Continue);
+                }
+                if ty == EVENT_BLOCK_MARKER {
+                    if header.payload_size(EVENT_BLOCK_MARKER) != Some(Some(14)) {
+                        return Err(FormatError::BadBlockMarker {
+                            offset: at,
+                            what: "header does not give the block marker its 14-byte payload",
+                        });
+                    }
+                    let Some(m) = BlockMarker::parse(rest) else {
+                        return Ok(Step::NeedMore);
+                    };
+                    let size = m.size as usize;
+                    Scan {
+                        off: BLOCK_MARKER_SIZE,
+                        marker: Some(m),
+                        target: (size >= BLOCK_MARKER_SIZE).then_some(size),
+                        events: 0,
+                        first_time: None,
+                        max_time: m.time,
+                    }
+                } else {
+                    Scan {
+                        off: 0,
+                        marker: None,
+                        target: None,
+                        events: 0,
+                        first_time: None,
+                        max_time: 0,
+                    }
+                }
+            }
+        };
+        // Hot loop: walk whole events until the block's end is known.
+        let end = loop {
+            if let Some(t) = scan.target {
+                if scan.off == t {
+                    break true;
+                }
+                if scan.off > t {
+                    scan.target = None;
+                }
+            }
+            if scan.off >= MAX_BLOCK_SIZE {
+                break true;
+            }
+            let ev = &rest[scan.off..];
+            if ev.len() < 2 {
+                break false;
+            }
+            let ty = be16(ev, 0);
+            // (A marker at offset 0 opened this scan: `off` is past it.)
+            if ty == EVENT_BLOCK_MARKER && scan.off > 0 {
+                break true;
+            }
+            if ty == 0xffff || is_header_start(header, ev) {
+                break true;
+            }
+            match event_len(header, ev, at + scan.off as u64) {
+                Ok(Some(len)) => {
+                    let time = be64(ev, 2);
+                    scan.first_time.get_or_insert(time);
+                    scan.max_time = scan.max_time.max(time);
+                    scan.events += 1;
+                    scan.off += len;
+                }
+                Ok(None) => break false,
+                Err(e) => {
+                    // 'h' 'd' of a header cut after two bytes: wait for the rest.
+                    if ev.len() < 4
+                        && header.size_code(ty) == SIZE_UNKNOWN
+                        && HEADER_BEGIN.starts_with(ev)
+                    {
+                        break false;
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        if !end {
+            // Nothing scanned yet: restart from the top next time.
+            self.scan = (scan.off > 0).then_some(scan);
+            return Ok(Step::NeedMore);
+        }
+        // A marker right before `hdrb` is the stale prefix of a restart's header.
+        let next = &rest[scan.off..];
+        if scan.events == 0 && scan.marker.is_some() && is_header_start(header, next) {
+            self.pos += scan.off;
+            self.scan = None;
+            self.state = State::ExpectHeader;
+            return Ok(Step::Continue);
+        }
+        Ok(Step::Frame(Frame::Block(self.take_block(scan))))
+    }
+
+    fn take_block(&mut self, scan: Scan) -> Block {
+        let mut bytes = self.buf[self.pos..self.pos + scan.off].to_vec();
+        self.pos += scan.off;
+        self.scan = None;
+        let (cap, start_time, end_time) = match scan.marker {
+            Some(m) if scan.target == Some(scan.off) => (m.cap, m.time, m.end_time),
+            Some(m) => {
+                // Stale or wrong size: make the marker describe what we cut.
+                bytes[2 + 8..2 + 8 + 4].copy_from_slice(&(scan.off as u32).to_be_bytes());
+                bytes[2 + 8 + 4..2 + 8 + 4 + 8].copy_from_slice(&scan.max_time.to_be_bytes());
+                (m.cap, m.time, scan.max_time)
+            }
+            None => (GLOBAL_CAP, scan.first_time.unwrap_or(0), scan.max_time),
+        };
+        Block {
+            bytes,
+            cap,
+            start_time,
+            end_time,
+            events: scan.events,
+        }
+    }
+}
+
+/// `hdrb` where the header's table has no type 0x6864 ("hd").
+fn is_header_start(header: &Header, bytes: &[u8]) -> bool {
+    bytes.len() >= 4
+        && bytes[..4] == HEADER_BEGIN
+        && header.size_code(be16(bytes, 0)) == SIZE_UNKNOWN
+}

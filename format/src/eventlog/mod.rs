@@ -1,0 +1,239 @@
+//! The GHC eventlog binary format (as written by GHC 9.0.2's rts/eventlog/EventLog.c):
+//! incremental decoding into header / block / data-end frames, zero-copy event
+//! iteration, trace classes, and an encoder for the blocks elstream writes itself.
+
+mod class;
+mod decoder;
+mod encode;
+mod header;
+
+pub use class::*;
+pub use decoder::{Block, Frame, StreamDecoder, MAX_BLOCK_SIZE};
+pub use encode::{filter_block, user_message_block, BlockBuilder};
+pub use header::{encode_header, EventTypeInfo, Header, MAX_HEADER_SIZE};
+
+use header::{HEADER_BEGIN, SIZE_UNKNOWN, SIZE_VARIABLE};
+
+/// The data end marker (a u16 0xffff where an event type would be).
+pub const DATA_END: [u8; 2] = [0xff, 0xff];
+
+/// Bytes of an event before its payload: u16 type + u64 time.
+pub const EVENT_HEADER_SIZE: usize = 10;
+
+/// A whole block marker event: header + u32 size + u64 end time + u16 cap.
+pub const BLOCK_MARKER_SIZE: usize = EVENT_HEADER_SIZE + 14;
+
+/// The cap number of the global (non-capability) event buffer.
+pub const GLOBAL_CAP: u16 = 0xffff;
+
+/// Errors for malformed eventlog bytes (and class letters). Offsets are in
+/// bytes from the start of the stream or of the slice that was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("not a GHC eventlog: expected 'hdrb' at byte {offset}")]
+    NotEventlog { offset: u64 },
+    #[error("malformed eventlog header at byte {offset}: {what}")]
+    BadHeader { offset: u64, what: &'static str },
+    #[error("eventlog header starting at byte {offset} is larger than {limit} bytes")]
+    HeaderTooLarge { offset: u64, limit: usize },
+    #[error("event type {ty} at byte {offset} is not in the header's type table")]
+    UnknownEventType { ty: u16, offset: u64 },
+    #[error("event of type {ty} at byte {offset}: payload of {len} bytes does not fit: {why}")]
+    BadEventSize {
+        ty: u16,
+        offset: u64,
+        len: usize,
+        why: &'static str,
+    },
+    #[error("malformed block marker at byte {offset}: {what}")]
+    BadBlockMarker { offset: u64, what: &'static str },
+    #[error("{what} truncated at byte {offset}")]
+    Truncated { offset: u64, what: &'static str },
+    #[error(
+        "unknown trace class letter {letter:?} in {input:?} (expected letters from \"sgnpfu\")"
+    )]
+    BadClassLetter { letter: char, input: String },
+}
+
+/// What one `writeEventLog` buffer from the RTS holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// The header; `hdrb` starts at `offset` (24 after a restart, when the
+    /// global buffer's stale block marker precedes it).
+    Header {
+        offset: usize,
+    },
+    DataEnd,
+    Block,
+}
+
+/// Classifies one RTS write by looking at a few bytes only (RTS thread hot path).
+pub fn classify_write(bytes: &[u8]) -> WriteKind {
+    if bytes.starts_with(&HEADER_BEGIN) {
+        WriteKind::Header { offset: 0 }
+    } else if bytes == DATA_END {
+        WriteKind::DataEnd
+    } else if bytes.len() >= BLOCK_MARKER_SIZE + 4
+        && bytes[..2] == EVENT_BLOCK_MARKER.to_be_bytes()
+        && bytes[BLOCK_MARKER_SIZE..BLOCK_MARKER_SIZE + 4] == HEADER_BEGIN
+    {
+        WriteKind::Header {
+            offset: BLOCK_MARKER_SIZE,
+        }
+    } else {
+        WriteKind::Block
+    }
+}
+
+/// One event, borrowed from a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub ty: u16,
+    pub time: u64,
+    /// The payload, without the u16 size prefix of variable-size events.
+    pub payload: &'a [u8],
+    /// The whole event as written.
+    pub raw: &'a [u8],
+}
+
+impl Event<'_> {
+    pub fn class(&self) -> Class {
+        class_of(self.ty)
+    }
+}
+
+/// A block marker's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockMarker {
+    /// Time the block was opened (the marker event's own timestamp).
+    pub time: u64,
+    /// Bytes from the marker's first byte to the block's end (a hint: 0 when stale).
+    pub size: u32,
+    pub end_time: u64,
+    /// Capability number, [`GLOBAL_CAP`] for the global buffer.
+    pub cap: u16,
+}
+
+impl BlockMarker {
+    /// Reads the marker at the start of `bytes`, if it starts with a whole one.
+    pub fn parse(bytes: &[u8]) -> Option<BlockMarker> {
+        if bytes.len() < BLOCK_MARKER_SIZE || be16(bytes, 0) != EVENT_BLOCK_MARKER {
+            return None;
+        }
+        Some(BlockMarker {
+            time: be64(bytes, 2),
+            size: be32(bytes, 10),
+            end_time: be64(bytes, 14),
+            cap: be16(bytes, 22),
+        })
+    }
+}
+
+#[inline(always)]
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline(always)]
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+#[inline(always)]
+pub(crate) fn be64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Length of the event starting at `bytes[0]`.
+/// `Ok(None)`: more bytes are needed to know or to hold it.
+#[inline(always)]
+pub(crate) fn event_len(
+    header: &Header,
+    bytes: &[u8],
+    offset: u64,
+) -> Result<Option<usize>, FormatError> {
+    if bytes.len() < 2 {
+        return Ok(None);
+    }
+    let ty = be16(bytes, 0);
+    let len = match header.size_code(ty) {
+        SIZE_UNKNOWN => return Err(FormatError::UnknownEventType { ty, offset }),
+        SIZE_VARIABLE => {
+            if bytes.len() < EVENT_HEADER_SIZE + 2 {
+                return Ok(None);
+            }
+            EVENT_HEADER_SIZE + 2 + be16(bytes, EVENT_HEADER_SIZE) as usize
+        }
+        fixed => EVENT_HEADER_SIZE + fixed as usize,
+    };
+    Ok((bytes.len() >= len).then_some(len))
+}
+
+/// Iterates over the events of a block (marker included), without copying.
+pub fn events<'a>(header: &'a Header, block: &'a [u8]) -> Events<'a> {
+    Events {
+        header,
+        bytes: block,
+        off: 0,
+        failed: false,
+    }
+}
+
+/// Iterator returned by [`events`]; stops after the first error.
+#[derive(Clone, Debug)]
+pub struct Events<'a> {
+    header: &'a Header,
+    bytes: &'a [u8],
+    off: usize,
+    failed: bool,
+}
+
+impl<'a> Events<'a> {
+    /// Offset in the block of the next event.
+    pub fn offset(&self) -> usize {
+        self.off
+    }
+}
+
+impl<'a> Iterator for Events<'a> {
+    type Item = Result<Event<'a>, FormatError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.off >= self.bytes.len() {
+            return None;
+        }
+        let rest = &self.bytes[self.off..];
+        let offset = self.off as u64;
+        match event_len(self.header, rest, offset) {
+            Ok(Some(len)) => {
+                let raw = &rest[..len];
+                let ty = be16(raw, 0);
+                let time = be64(raw, 2);
+                let payload = if self.header.size_code(ty) == SIZE_VARIABLE {
+                    &raw[EVENT_HEADER_SIZE + 2..]
+                } else {
+                    &raw[EVENT_HEADER_SIZE..]
+                };
+                self.off += len;
+                Some(Ok(Event {
+                    ty,
+                    time,
+                    payload,
+                    raw,
+                }))
+            }
+            Ok(None) => {
+                self.failed = true;
+                Some(Err(FormatError::Truncated {
+                    offset,
+                    what: "event",
+                }))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
