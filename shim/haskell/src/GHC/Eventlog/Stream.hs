@@ -1,0 +1,133 @@
+{-# LANGUAGE ForeignFunctionInterface #-}
+-- | Stream this program's eventlog out of the process, live, through the
+-- elstream shim (@libelstream.a@, linked statically; the program must be
+-- built with @-eventlog@).
+--
+-- > main = withEventlogStream "unix:/tmp/app.sock,ring=64M" $ do ...
+--
+-- Consumers connect to the endpoint (e.g. @elstream recv unix:/tmp/app.sock@)
+-- and receive a valid eventlog: the header, whole blocks, and the data end
+-- when the stream stops.
+module GHC.Eventlog.Stream
+  ( -- * Starting and stopping
+    start
+  , startWith
+  , stop
+  , withEventlogStream
+    -- * Errors
+  , ElstreamError (..)
+    -- * Counters
+  , Stats (..)
+  , stats
+  ) where
+
+import Control.Concurrent (rtsSupportsBoundThreads, runInBoundThread)
+import Control.Exception (Exception, bracket_, throwIO)
+import Data.Word (Word64)
+import Foreign.C.String (CString, peekCString, withCString)
+import Foreign.C.Types (CInt (..))
+import Foreign.Marshal.Alloc (allocaBytes)
+import Foreign.Ptr (Ptr, nullPtr)
+import Foreign.Storable (Storable (..))
+
+foreign import ccall safe "elstream_start"
+  c_elstream_start :: CString -> IO CInt
+
+foreign import ccall safe "elstream_stop"
+  c_elstream_stop :: IO CInt
+
+foreign import ccall unsafe "elstream_last_error"
+  c_elstream_last_error :: IO CString
+
+foreign import ccall safe "elstream_get_stats"
+  c_elstream_get_stats :: Ptr Stats -> IO CInt
+
+-- | A failed elstream call: its negative return code and the text of
+-- @elstream_last_error()@.
+data ElstreamError = ElstreamError
+  { errorCall    :: String
+  , errorCode    :: Int
+  , errorMessage :: String
+  } deriving (Eq, Show)
+
+instance Exception ElstreamError
+
+-- | Runs a C call and, on failure, reads the error text. The text is kept per
+-- OS thread, so both calls must run on the same one: an unbound Haskell thread
+-- may move between OS threads from one call to the next, hence the bound
+-- thread (the non-threaded RTS has a single OS thread anyway).
+checked :: String -> IO CInt -> IO ()
+checked name call = do
+  failure <- onOneOsThread $ do
+    rc <- call
+    if rc < 0
+      then do
+        msg <- c_elstream_last_error >>= peekNullable
+        pure (Just (ElstreamError name (fromIntegral rc) msg))
+      else pure Nothing
+  maybe (pure ()) throwIO failure
+  where
+    peekNullable p = if p == nullPtr then pure "" else peekCString p
+
+onOneOsThread :: IO a -> IO a
+onOneOsThread act
+  | rtsSupportsBoundThreads = runInBoundThread act
+  | otherwise = act
+
+-- | Starts streaming with the configuration in the environment variable
+-- @ELSTREAM@, or the default endpoint @unix:/tmp/elstream-<pid>.sock@.
+-- Throws 'ElstreamError' on failure.
+start :: IO ()
+start = checked "elstream_start" (c_elstream_start nullPtr)
+
+-- | Starts streaming with a configuration string,
+-- @ENDPOINT[,ring=64M][,start=oldest|now][,linger=2s]@, e.g.
+-- @"unix:/tmp/app.sock,ring=16M"@. The empty string means the same as
+-- 'start'. Throws 'ElstreamError' on failure (bad configuration, endpoint in
+-- use, already started, ...).
+startWith :: String -> IO ()
+startWith config =
+  checked "elstream_start" (withCString config c_elstream_start)
+
+-- | Stops streaming: the RTS buffers are written out, consumers receive the
+-- rest and the data end, the endpoint is removed. Throws 'ElstreamError'
+-- when not started.
+stop :: IO ()
+stop = checked "elstream_stop" c_elstream_stop
+
+-- | Streams for the duration of an action (stopping even when it throws).
+withEventlogStream :: String -> IO a -> IO a
+withEventlogStream config = bracket_ (startWith config) stop
+
+-- | The shim's counters (the C struct @elstream_stats@).
+data Stats = Stats
+  { ringCapacity          :: !Word64 -- ^ size of the ring, bytes
+  , ringUsed              :: !Word64 -- ^ bytes of blocks in the ring now
+  , blocksWritten         :: !Word64 -- ^ blocks the RTS handed over
+  , bytesWritten          :: !Word64
+  , blocksEvicted         :: !Word64 -- ^ blocks overwritten to make room
+  , bytesEvicted          :: !Word64
+  , consumers             :: !Word64 -- ^ consumers connected now
+  , bytesDelivered        :: !Word64 -- ^ bytes sent, all consumers together
+  , consumerBlocksDropped :: !Word64 -- ^ blocks consumers missed (fell behind)
+  , consumerBytesDropped  :: !Word64
+  } deriving (Eq, Show)
+
+-- | Ten consecutive @uint64_t@: no padding.
+instance Storable Stats where
+  sizeOf _ = 10 * 8
+  alignment _ = alignment (0 :: Word64)
+  peek p = Stats <$> f 0 <*> f 1 <*> f 2 <*> f 3 <*> f 4
+                 <*> f 5 <*> f 6 <*> f 7 <*> f 8 <*> f 9
+    where f i = peekByteOff p (i * 8)
+  poke p s = mapM_ (\(i, v) -> pokeByteOff p (i * 8) v) (zip [0 :: Int ..] fields)
+    where
+      fields = [ ringCapacity s, ringUsed s, blocksWritten s, bytesWritten s
+               , blocksEvicted s, bytesEvicted s, consumers s, bytesDelivered s
+               , consumerBlocksDropped s, consumerBytesDropped s ]
+
+-- | The current counters. Throws 'ElstreamError' when not started.
+stats :: IO Stats
+stats = allocaBytes (sizeOf (undefined :: Stats)) $ \p -> do
+  checked "elstream_get_stats" (c_elstream_get_stats p)
+  peek p

@@ -1,0 +1,301 @@
+//! The flight recorder: a bounded ring of whole eventlog blocks.
+//!
+//! RTS threads push blocks (one `writeEventLog` call each); the I/O thread copies
+//! them out for each consumer at that consumer's own position. When full, the
+//! oldest whole blocks are evicted and counted; nothing is ever split. All memory
+//! is allocated at start-up: a push never allocates.
+//!
+//! Positions are absolute block numbers (`u64`), so a consumer can tell that the
+//! block it wants was evicted and how much it missed.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use ringbuf::storage::Heap;
+use ringbuf::traits::Observer;
+use ringbuf::LocalRb;
+
+use crate::error::Error;
+
+/// Where one block sits in the byte ring, by absolute byte offset.
+#[derive(Clone, Copy, Debug)]
+struct BlockSpan {
+    start: u64,
+    len: u32,
+}
+
+/// Counters of everything that went through the ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingCounters {
+    pub blocks_written: u64,
+    pub bytes_written: u64,
+    pub blocks_evicted: u64,
+    pub bytes_evicted: u64,
+}
+
+struct Inner {
+    bytes: LocalRb<Heap<u8>>,
+    spans: VecDeque<BlockSpan>,
+    max_spans: usize,
+    /// Absolute number of the oldest block still held (`spans[0]`).
+    first_block: u64,
+    /// Absolute byte offset just past the newest block.
+    end_byte: u64,
+    counters: RingCounters,
+}
+
+/// What [`Ring::copy_block`] found at a consumer's position.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Copied {
+    /// The block was appended to the buffer; the next position is `next`.
+    Block { next: u64, next_byte: u64 },
+    /// Blocks before `first` were evicted before this consumer read them.
+    Evicted {
+        first: u64,
+        first_byte: u64,
+        blocks: u64,
+        bytes: u64,
+    },
+    /// Nothing new yet.
+    Empty,
+}
+
+pub struct Ring {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+/// Bookkeeping per block is 16 bytes; bound it so that a flood of tiny blocks
+/// (empty capability buffers after a flush) cannot grow it without limit.
+const SPANS_PER_MIB: usize = 1024;
+
+impl Ring {
+    pub fn new(capacity: usize) -> Result<Ring, Error> {
+        let bytes = LocalRb::<Heap<u8>>::try_new(capacity)
+            .map_err(|_| Error::Config(format!("cannot allocate a ring of {capacity} bytes")))?;
+        let max_spans = (capacity / (1 << 20)).max(1) * SPANS_PER_MIB;
+        Ok(Ring {
+            inner: Mutex::new(Inner {
+                bytes,
+                spans: VecDeque::with_capacity(max_spans),
+                max_spans,
+                first_block: 0,
+                end_byte: 0,
+                counters: RingCounters::default(),
+            }),
+            capacity,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the ring inconsistent in a
+        // way that matters more than losing the stream, so keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Appends one whole block, evicting the oldest blocks as needed.
+    /// Returns false when the block alone is larger than the ring (it is dropped).
+    pub fn push_block(&self, block: &[u8]) -> bool {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        inner.counters.blocks_written += 1;
+        inner.counters.bytes_written += block.len() as u64;
+        if block.len() > self.capacity || block.len() > u32::MAX as usize {
+            inner.counters.blocks_evicted += 1;
+            inner.counters.bytes_evicted += block.len() as u64;
+            return false;
+        }
+        while inner.bytes.vacant_len() < block.len() || inner.spans.len() >= inner.max_spans {
+            inner.evict_oldest();
+        }
+        let pushed = inner.bytes.push_slice(block);
+        debug_assert_eq!(pushed, block.len());
+        inner.spans.push_back(BlockSpan {
+            start: inner.end_byte,
+            len: block.len() as u32,
+        });
+        inner.end_byte += block.len() as u64;
+        true
+    }
+
+    /// Copies the block at absolute position `pos` (byte offset `pos_byte`)
+    /// onto the end of `out`.
+    pub fn copy_block(&self, pos: u64, pos_byte: u64, out: &mut Vec<u8>) -> Copied {
+        let mut g = self.lock();
+        if pos < g.first_block {
+            let first_byte = g.spans.front().map_or(g.end_byte, |s| s.start);
+            return Copied::Evicted {
+                first: g.first_block,
+                first_byte,
+                blocks: g.first_block - pos,
+                bytes: first_byte - pos_byte,
+            };
+        }
+        let idx = (pos - g.first_block) as usize;
+        let Some(span) = g.spans.get(idx).copied() else {
+            return Copied::Empty;
+        };
+        let oldest = g.spans[0].start;
+        let from = (span.start - oldest) as usize;
+        let to = from + span.len as usize;
+        let (a, b) = g.bytes.as_slices();
+        if to <= a.len() {
+            out.extend_from_slice(&a[from..to]);
+        } else if from >= a.len() {
+            out.extend_from_slice(&b[from - a.len()..to - a.len()]);
+        } else {
+            out.extend_from_slice(&a[from..]);
+            out.extend_from_slice(&b[..to - a.len()]);
+        }
+        Copied::Block {
+            next: pos + 1,
+            next_byte: span.start + span.len as u64,
+        }
+    }
+
+    /// Position of the oldest held block and of the next block to be written.
+    pub fn bounds(&self) -> (u64, u64, u64, u64) {
+        let g = self.lock();
+        let first_byte = g.spans.front().map_or(g.end_byte, |s| s.start);
+        (
+            g.first_block,
+            first_byte,
+            g.first_block + g.spans.len() as u64,
+            g.end_byte,
+        )
+    }
+
+    pub fn used(&self) -> usize {
+        self.lock().bytes.occupied_len()
+    }
+
+    pub fn counters(&self) -> RingCounters {
+        self.lock().counters
+    }
+}
+
+impl Inner {
+    fn evict_oldest(&mut self) {
+        let span = self
+            .spans
+            .pop_front()
+            .expect("ring has no room but holds no block");
+        self.bytes.skip(span.len as usize);
+        self.first_block += 1;
+        self.counters.blocks_evicted += 1;
+        self.counters.bytes_evicted += span.len as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(n: u8, len: usize) -> Vec<u8> {
+        vec![n; len]
+    }
+
+    #[test]
+    fn keeps_whole_blocks_and_counts_evictions() {
+        let ring = Ring::new(100).unwrap();
+        for i in 0..5 {
+            assert!(ring.push_block(&block(i, 30)));
+        }
+        // 100 bytes hold 3 blocks of 30: blocks 0 and 1 were evicted whole.
+        let c = ring.counters();
+        assert_eq!(c.blocks_written, 5);
+        assert_eq!(c.blocks_evicted, 2);
+        assert_eq!(c.bytes_evicted, 60);
+        assert_eq!(ring.used(), 90);
+        let mut out = Vec::new();
+        assert_eq!(
+            ring.copy_block(0, 0, &mut out),
+            Copied::Evicted {
+                first: 2,
+                first_byte: 60,
+                blocks: 2,
+                bytes: 60
+            }
+        );
+        for i in 2..5u64 {
+            out.clear();
+            let r = ring.copy_block(i, i * 30, &mut out);
+            assert_eq!(
+                r,
+                Copied::Block {
+                    next: i + 1,
+                    next_byte: (i + 1) * 30
+                }
+            );
+            assert_eq!(out, block(i as u8, 30));
+        }
+        assert_eq!(ring.copy_block(5, 150, &mut out), Copied::Empty);
+    }
+
+    #[test]
+    fn blocks_wrap_around_the_end_intact() {
+        let ring = Ring::new(64).unwrap();
+        let mut pos = 0u64;
+        let mut pos_byte = 0u64;
+        for i in 0..50u8 {
+            let b: Vec<u8> = (0..(7 + i as usize % 11)).map(|k| i ^ k as u8).collect();
+            ring.push_block(&b);
+            let mut out = Vec::new();
+            match ring.copy_block(pos, pos_byte, &mut out) {
+                Copied::Block { next, next_byte } => {
+                    assert_eq!(out, b);
+                    pos = next;
+                    pos_byte = next_byte;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_block_is_dropped_and_counted() {
+        let ring = Ring::new(16).unwrap();
+        assert!(!ring.push_block(&[1; 17]));
+        let c = ring.counters();
+        assert_eq!(
+            (c.blocks_written, c.blocks_evicted, c.bytes_evicted),
+            (1, 1, 17)
+        );
+        assert_eq!(ring.used(), 0);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing_when_it_fits() {
+        let ring = std::sync::Arc::new(Ring::new(1 << 20).unwrap());
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let ring = ring.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100u8 {
+                        ring.push_block(&[t, i, 0, 0, 0, 0, 0, 0]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (mut pos, mut pos_byte, end, _) = ring.bounds();
+        let mut seen = std::collections::HashSet::new();
+        while pos < end {
+            let mut out = Vec::new();
+            let Copied::Block { next, next_byte } = ring.copy_block(pos, pos_byte, &mut out) else {
+                panic!("block missing")
+            };
+            assert_eq!(out.len(), 8);
+            assert!(seen.insert((out[0], out[1])));
+            pos = next;
+            pos_byte = next_byte;
+        }
+        assert_eq!(seen.len(), 400);
+    }
+}

@@ -1,0 +1,334 @@
+//! The shim's I/O thread: one mio poll loop serving consumers on a UNIX socket.
+//!
+//! Each consumer gets the header, then whole blocks copied from the ring at its
+//! own position, then the data end when the stream stops. A consumer that falls
+//! more than a ring behind skips to the oldest block still held and is told so
+//! in-band; a consumer that never reads costs one block of memory and nothing else.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use elstream_format::{user_message_block, Frame, Header, StreamDecoder, DATA_END};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::config::StartAt;
+use crate::error::Error;
+use crate::ring::Copied;
+use crate::stream::Stream;
+
+pub const WAKER: Token = Token(0);
+const LISTENER: Token = Token(1);
+const FIRST_CONSUMER: usize = 2;
+
+/// Binds the socket, replacing a stale one, readable by the owner only.
+pub fn bind(path: &Path) -> Result<UnixListener, Error> {
+    let err = |source: io::Error| Error::Socket {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a socket; refusing to replace it",
+            )));
+        }
+        // A live socket means another program serves it.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another process is serving it",
+            )));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    // Created 0600 from the start: no window in which others could connect.
+    // SAFETY: umask only changes this process's file-creation mask; restored below.
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = listener.map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+pub fn spawn(stream: Arc<Stream>, poll: Poll, listener: UnixListener) -> Result<(), Error> {
+    std::thread::Builder::new()
+        .name("elstream-io".into())
+        .spawn(move || Server::new(stream, poll, listener).run())
+        .map(|_| ())
+        .map_err(|e| Error::Rts(format!("cannot start the I/O thread: {e}")))
+}
+
+struct Consumer {
+    socket: UnixStream,
+    /// Bytes being sent: the header, one block, a notice or the data end.
+    out: Vec<u8>,
+    sent: usize,
+    header_sent: bool,
+    /// Next block to send, by absolute ring position and byte offset.
+    next: u64,
+    next_byte: u64,
+    finished: bool,
+}
+
+struct Server {
+    stream: Arc<Stream>,
+    poll: Poll,
+    listener: UnixListener,
+    consumers: HashMap<Token, Consumer>,
+    next_token: usize,
+    /// The parsed header, for synthesizing drop notices.
+    header: Option<Header>,
+}
+
+impl Server {
+    fn new(stream: Arc<Stream>, poll: Poll, listener: UnixListener) -> Server {
+        Server {
+            stream,
+            poll,
+            listener,
+            consumers: HashMap::new(),
+            next_token: FIRST_CONSUMER,
+            header: None,
+        }
+    }
+
+    fn run(mut self) {
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut self.listener, LISTENER, Interest::READABLE)
+        {
+            eprintln!("elstream: I/O thread cannot watch its socket: {e}");
+            return;
+        }
+        let mut events = Events::with_capacity(256);
+        let mut ended_at = None;
+        loop {
+            // The timeout only bounds how late an ended stream notices drained consumers.
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(200)))
+            {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("elstream: I/O thread poll failed: {e}");
+                break;
+            }
+            let mut serve_all = false;
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => serve_all = true,
+                    LISTENER => self.accept(),
+                    token => {
+                        if event.is_readable() {
+                            self.read_and_discard(token);
+                        }
+                        self.serve(token);
+                    }
+                }
+            }
+            if serve_all {
+                self.stream.clear_wake();
+                let tokens: Vec<Token> = self.consumers.keys().copied().collect();
+                for token in tokens {
+                    self.serve(token);
+                }
+            }
+            if self.stream.is_ended() {
+                let since = *ended_at.get_or_insert_with(std::time::Instant::now);
+                // Consumers that do not take the tail within the linger are let go.
+                if self.consumers.is_empty() || since.elapsed() > self.stream.config.linger {
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&self.stream.config.socket);
+        self.stream.set_drained();
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut socket, _)) => {
+                    if self.consumers.len() >= self.stream.config.max_consumers {
+                        drop(socket);
+                        eprintln!(
+                            "elstream: refused a consumer: {} already connected (max-consumers)",
+                            self.consumers.len()
+                        );
+                        continue;
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let (first, first_byte, end, end_byte) = self.stream.ring.bounds();
+                    let (next, next_byte) = match self.stream.config.start_at {
+                        StartAt::Oldest => (first, first_byte),
+                        StartAt::Now => (end, end_byte),
+                    };
+                    self.consumers.insert(
+                        token,
+                        Consumer {
+                            socket,
+                            out: Vec::new(),
+                            sent: 0,
+                            header_sent: false,
+                            next,
+                            next_byte,
+                            finished: false,
+                        },
+                    );
+                    self.stream
+                        .consumers
+                        .consumers
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.serve(token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("elstream: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Consumers have nothing to say; reading only notices that they left.
+    fn read_and_discard(&mut self, token: Token) {
+        let Some(c) = self.consumers.get_mut(&token) else {
+            return;
+        };
+        let mut buf = [0u8; 512];
+        loop {
+            match c.socket.read(&mut buf) {
+                Ok(0) => return self.close(token),
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.close(token),
+            }
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut c) = self.consumers.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut c.socket);
+            self.stream
+                .consumers
+                .consumers
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn parsed_header(&mut self, raw: &[u8]) -> Option<&Header> {
+        if self.header.is_none() {
+            let mut decoder = StreamDecoder::new();
+            decoder.push(raw);
+            if let Ok(Some(Frame::Header(h))) = decoder.next_frame() {
+                self.header = Some(h);
+            }
+        }
+        self.header.as_ref()
+    }
+
+    /// Sends as much as the consumer's socket takes.
+    fn serve(&mut self, token: Token) {
+        loop {
+            let Some(c) = self.consumers.get_mut(&token) else {
+                return;
+            };
+            if c.sent == c.out.len() {
+                c.out.clear();
+                c.sent = 0;
+                if c.finished {
+                    return self.close(token);
+                }
+                if !self.refill(token) {
+                    return;
+                }
+                continue;
+            }
+            let c = self.consumers.get_mut(&token).expect("present");
+            match c.socket.write(&c.out[c.sent..]) {
+                Ok(n) => {
+                    c.sent += n;
+                    self.stream
+                        .consumers
+                        .bytes_delivered
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.close(token),
+            }
+        }
+    }
+
+    /// Puts the consumer's next piece into `out`; false when there is none yet.
+    fn refill(&mut self, token: Token) -> bool {
+        let Some(raw_header) = self.stream.header() else {
+            return false;
+        };
+        let ended = self.stream.is_ended();
+        let c = self.consumers.get_mut(&token).expect("present");
+        if !c.header_sent {
+            c.out.extend_from_slice(&raw_header);
+            c.header_sent = true;
+            return true;
+        }
+        match self.stream.ring.copy_block(c.next, c.next_byte, &mut c.out) {
+            Copied::Block { next, next_byte } => {
+                c.next = next;
+                c.next_byte = next_byte;
+                true
+            }
+            Copied::Evicted {
+                first,
+                first_byte,
+                blocks,
+                bytes,
+            } => {
+                c.next = first;
+                c.next_byte = first_byte;
+                let counters = &self.stream.consumers;
+                counters.blocks_dropped.fetch_add(blocks, Ordering::Relaxed);
+                counters.bytes_dropped.fetch_add(bytes, Ordering::Relaxed);
+                let text = format!("elstream: dropped {blocks} blocks ({bytes} bytes)");
+                if let Some(header) = self.parsed_header(&raw_header) {
+                    let notice = user_message_block(header, 0, &text);
+                    self.consumers
+                        .get_mut(&token)
+                        .expect("present")
+                        .out
+                        .extend_from_slice(&notice);
+                }
+                true
+            }
+            Copied::Empty if ended => {
+                c.out.extend_from_slice(&DATA_END);
+                c.finished = true;
+                true
+            }
+            Copied::Empty => false,
+        }
+    }
+}
