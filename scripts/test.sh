@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test: installs dependencies, builds the workspace (release: the
+# tests link real GHC programs with target/release/libelstream.a), then tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+export CARGO_TERM_COLOR=never
+cargo build --release --workspace --all-targets
+cargo test --release --workspace -- --test-threads=2
