@@ -1,0 +1,337 @@
+//! StreamDecoder edge cases that the corpus does not contain: restarts,
+//! stale markers, garbage, limits; plus classify_write and classes.
+
+mod common;
+
+use common::Rng;
+use elstream_format::eventlog::*;
+
+fn types() -> Vec<EventTypeInfo> {
+    let t = |num, size: Option<u16>| EventTypeInfo {
+        num,
+        size,
+        desc: format!("type {num}"),
+    };
+    vec![
+        t(EVENT_RUN_THREAD, Some(4)),
+        t(EVENT_GC_START, Some(0)),
+        t(EVENT_BLOCK_MARKER, Some(14)),
+        t(EVENT_USER_MSG, None),
+    ]
+}
+
+fn block(h: &Header, cap: u16, t0: u64, n: usize) -> Vec<u8> {
+    let mut b = BlockBuilder::new(cap);
+    for i in 0..n {
+        b.push(
+            h,
+            EVENT_RUN_THREAD,
+            t0 + i as u64,
+            &(i as u32).to_be_bytes(),
+        )
+        .unwrap();
+        b.push(h, EVENT_USER_MSG, t0 + i as u64, b"msg").unwrap();
+    }
+    b.finish()
+}
+
+fn frames(bytes: &[u8]) -> Result<Vec<Frame>, FormatError> {
+    let mut d = StreamDecoder::new();
+    d.push(bytes);
+    let mut v = Vec::new();
+    while let Some(f) = d.finish()? {
+        v.push(f);
+    }
+    Ok(v)
+}
+
+fn kinds(fs: &[Frame]) -> String {
+    fs.iter()
+        .map(|f| match f {
+            Frame::Header(_) => 'H',
+            Frame::Block(_) => 'B',
+            Frame::DataEnd => 'E',
+        })
+        .collect()
+}
+
+/// A marker as the RTS leaves it: open, size 0, end time 0.
+fn stale_marker(cap: u16) -> Vec<u8> {
+    let mut m = vec![0, 18];
+    m.extend_from_slice(&5u64.to_be_bytes());
+    m.extend_from_slice(&[0; 12]);
+    m.extend_from_slice(&cap.to_be_bytes());
+    m
+}
+
+#[test]
+fn restart_with_stale_marker_prefix() {
+    let h = Header::from_types(&types());
+    let mut s = h.raw.clone();
+    s.extend(block(&h, 0, 10, 3));
+    s.extend(DATA_END);
+    // endEventLogging + startEventLogging: the header write is prefixed.
+    s.extend(stale_marker(GLOBAL_CAP));
+    s.extend(&h.raw);
+    s.extend(block(&h, 1, 100, 2));
+    s.extend(DATA_END);
+    let fs = frames(&s).unwrap();
+    assert_eq!(kinds(&fs), "HBEHBE");
+
+    // Same without the data end in between (a new session mid-stream).
+    let mut s = h.raw.clone();
+    s.extend(block(&h, 0, 10, 3));
+    s.extend(stale_marker(GLOBAL_CAP));
+    s.extend(&h.raw);
+    s.extend(block(&h, 1, 100, 2));
+    let fs = frames(&s).unwrap();
+    assert_eq!(kinds(&fs), "HBHB");
+
+    // And a header right after a block, no marker, no data end.
+    let mut s = h.raw.clone();
+    s.extend(block(&h, 0, 10, 3));
+    s.extend(&h.raw);
+    assert_eq!(kinds(&frames(&s).unwrap()), "HBH");
+}
+
+#[test]
+fn classify_write_kinds() {
+    let h = Header::from_types(&types());
+    assert_eq!(classify_write(&h.raw), WriteKind::Header { offset: 0 });
+    let mut p = stale_marker(GLOBAL_CAP);
+    p.extend(&h.raw);
+    assert_eq!(classify_write(&p), WriteKind::Header { offset: 24 });
+    assert_eq!(classify_write(&DATA_END), WriteKind::DataEnd);
+    assert_eq!(classify_write(&block(&h, 0, 1, 2)), WriteKind::Block);
+    assert_eq!(classify_write(&stale_marker(0)), WriteKind::Block);
+}
+
+#[test]
+fn stale_marker_size_extends_to_next_marker() {
+    let h = Header::from_types(&types());
+    let mut s = h.raw.clone();
+    let mut b1 = block(&h, 0, 10, 3);
+    b1[10..14].copy_from_slice(&0u32.to_be_bytes()); // stale size
+    let b2 = block(&h, 0, 50, 1);
+    s.extend(&b1);
+    s.extend(&b2);
+    s.extend(DATA_END);
+    let fs = frames(&s).unwrap();
+    assert_eq!(kinds(&fs), "HBBE");
+    let Frame::Block(got) = &fs[1] else { panic!() };
+    assert_eq!(got.bytes.len(), b1.len());
+    assert_eq!(got.events, 6);
+    // The decoder fixes the copy's marker so it can be relayed as is.
+    assert_eq!(
+        BlockMarker::parse(&got.bytes).unwrap().size as usize,
+        b1.len()
+    );
+    assert_eq!(got.end_time, 12);
+
+    // A size that lands mid-event is not trusted either.
+    let mut b1 = block(&h, 0, 10, 3);
+    b1[10..14].copy_from_slice(&30u32.to_be_bytes());
+    let mut s = h.raw.clone();
+    s.extend(&b1);
+    s.extend(DATA_END);
+    let fs = frames(&s).unwrap();
+    assert_eq!(kinds(&fs), "HBE");
+}
+
+#[test]
+fn events_without_marker_become_a_block() {
+    let h = Header::from_types(&types());
+    let mut s = h.raw.clone();
+    let b = block(&h, 0, 10, 2);
+    s.extend(&b[24..]); // events, no marker
+    s.extend(block(&h, 1, 20, 1));
+    s.extend(DATA_END);
+    let fs = frames(&s).unwrap();
+    assert_eq!(kinds(&fs), "HBBE");
+    let Frame::Block(x) = &fs[1] else { panic!() };
+    assert!(!x.has_marker());
+    assert_eq!(
+        (x.events, x.cap, x.start_time, x.end_time),
+        (4, GLOBAL_CAP, 10, 11)
+    );
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    let h = Header::from_types(&types());
+    let err = frames(b"GET / HTTP/1.1\r\n\r\n").unwrap_err();
+    assert_eq!(err, FormatError::NotEventlog { offset: 0 });
+    assert!(err.to_string().contains("byte 0"));
+
+    let mut s = h.raw.clone();
+    s.extend([0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let err = frames(&s).unwrap_err();
+    assert_eq!(
+        err,
+        FormatError::UnknownEventType {
+            ty: 0x1234,
+            offset: h.raw.len() as u64
+        }
+    );
+
+    // Garbage after the data end.
+    let mut s = h.raw.clone();
+    s.extend(DATA_END);
+    s.extend(b"xxxx");
+    assert!(matches!(frames(&s), Err(FormatError::NotEventlog { .. })));
+
+    // A broken header.
+    let mut bad = h.raw.clone();
+    bad[9] = b'X';
+    assert!(matches!(frames(&bad), Err(FormatError::BadHeader { .. })));
+
+    // After an error, the decoder keeps failing the same way.
+    let mut d = StreamDecoder::new();
+    d.push(b"nope");
+    let e1 = d.next_frame().unwrap_err();
+    d.push(&h.raw);
+    assert_eq!(d.next_frame().unwrap_err(), e1);
+}
+
+#[test]
+fn oversized_header_is_rejected_early() {
+    // One event type claiming a 16 MiB description: refused before buffering it.
+    let mut s = b"hdrbhetbetb\0".to_vec();
+    s.extend(1u16.to_be_bytes());
+    s.extend(4u16.to_be_bytes());
+    s.extend((16u32 << 20).to_be_bytes());
+    s.extend([b'a'; 100]);
+    let mut d = StreamDecoder::new();
+    d.push(&s);
+    assert!(matches!(
+        d.next_frame(),
+        Err(FormatError::HeaderTooLarge { .. })
+    ));
+
+    // Many small types adding up past the limit.
+    let types: Vec<EventTypeInfo> = (0..20000u16)
+        .map(|n| EventTypeInfo {
+            num: n,
+            size: Some(0),
+            desc: "x".repeat(60),
+        })
+        .collect();
+    let raw = encode_header(&types);
+    let mut d = StreamDecoder::new();
+    let mut err = None;
+    for c in raw.chunks(4096) {
+        d.push(c);
+        if let Err(e) = d.next_frame() {
+            err = Some(e);
+            break;
+        }
+        assert!(d.buffered() <= MAX_HEADER_SIZE + 8192);
+    }
+    assert!(matches!(err, Some(FormatError::HeaderTooLarge { .. })));
+}
+
+#[test]
+fn mutated_corpus_never_panics_and_stays_bounded() {
+    let logs = common::corpus_logs();
+    let mut rng = Rng(7);
+    for p in logs {
+        let orig = std::fs::read(&p).unwrap();
+        for _ in 0..200 {
+            let mut b = orig.clone();
+            for _ in 0..1 + rng.below(8) {
+                let i = rng.below(b.len() as u64) as usize;
+                b[i] = rng.next() as u8;
+            }
+            if rng.below(4) == 0 {
+                let cut = rng.below(b.len() as u64) as usize;
+                b.truncate(cut);
+            }
+            let mut d = StreamDecoder::new();
+            let mut i = 0;
+            'feed: while i < b.len() {
+                let n = (1 + rng.below(512) as usize).min(b.len() - i);
+                d.push(&b[i..i + n]);
+                i += n;
+                loop {
+                    match d.next_frame() {
+                        Ok(Some(Frame::Block(blk))) => {
+                            if let Some(h) = d.header() {
+                                for e in events(h, &blk.bytes) {
+                                    e.expect("decoder handed out a block events() rejects");
+                                }
+                            }
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+                assert!(d.buffered() <= MAX_BLOCK_SIZE + MAX_HEADER_SIZE);
+            }
+            let _ = d.finish();
+        }
+    }
+}
+
+#[test]
+fn classes_follow_the_rts_switches() {
+    assert_eq!(class_of(EVENT_RUN_THREAD), Class::Scheduler);
+    assert_eq!(class_of(EVENT_THREAD_LABEL), Class::Scheduler);
+    assert_eq!(class_of(EVENT_TASK_CREATE), Class::Scheduler);
+    assert_eq!(class_of(EVENT_GC_START), Class::Gc);
+    assert_eq!(class_of(EVENT_HEAP_LIVE), Class::Gc);
+    assert_eq!(class_of(EVENT_GC_STATS_GHC), Class::Gc);
+    assert_eq!(class_of(EVENT_NONMOVING_HEAP_CENSUS), Class::NonmovingGc);
+    assert_eq!(class_of(EVENT_CONC_MARK_BEGIN), Class::Always); // 9.0.2: eventlog_enabled only
+    assert_eq!(class_of(EVENT_SPARK_COUNTERS), Class::SparksSampled);
+    assert_eq!(class_of(EVENT_SPARK_STEAL), Class::SparksFull);
+    assert_eq!(class_of(EVENT_CREATE_SPARK_THREAD), Class::SparksFull);
+    assert_eq!(class_of(EVENT_USER_MSG), Class::User);
+    assert_eq!(class_of(EVENT_USER_MARKER), Class::User);
+    assert_eq!(class_of(EVENT_USER_BINARY_MSG), Class::User);
+    for always in [
+        EVENT_BLOCK_MARKER,
+        EVENT_CAPSET_CREATE,
+        EVENT_CAP_CREATE,
+        EVENT_RTS_IDENTIFIER,
+        EVENT_PROGRAM_ARGS,
+        EVENT_PROGRAM_ENV,
+        EVENT_OSPROCESS_PID,
+        EVENT_WALL_CLOCK_TIME,
+        EVENT_HEAP_PROF_BEGIN,
+        9999,
+    ] {
+        assert_eq!(class_of(always), Class::Always, "type {always}");
+    }
+}
+
+#[test]
+fn class_sets() {
+    assert_eq!(ClassSet::DEFAULT.to_string(), "sgpu");
+    assert_eq!(ClassSet::ALL.to_string(), "sgnpfu");
+    assert_eq!(ClassSet::parse("sgpu").unwrap(), ClassSet::DEFAULT);
+    assert_eq!(ClassSet::parse("upgs").unwrap(), ClassSet::DEFAULT);
+    assert_eq!("fnusgp".parse::<ClassSet>().unwrap(), ClassSet::ALL);
+    let s = ClassSet::parse("g").unwrap();
+    assert!(s.contains(Class::Gc) && s.contains(Class::Always) && !s.contains(Class::User));
+    assert!(ClassSet::EMPTY.contains(Class::Always));
+    let err = ClassSet::parse("sx").unwrap_err();
+    assert!(matches!(
+        err,
+        FormatError::BadClassLetter { letter: 'x', .. }
+    ));
+    assert!(err.to_string().contains("'x'"));
+    for k in Class::SWITCHABLE {
+        assert_eq!(Class::from_letter(k.letter()), Some(k));
+        assert_eq!(
+            ClassSet::parse(&k.letter().to_string())
+                .unwrap()
+                .to_string(),
+            k.letter().to_string()
+        );
+    }
+    assert_eq!(
+        ClassSet::from_bits(ClassSet::DEFAULT.bits()),
+        ClassSet::DEFAULT
+    );
+}
