@@ -7,15 +7,21 @@
 --
 -- Output lines, in this order:
 --   etype <num> <size or -1>        one per event type in the header
---   user <text>                     each UserMessage (escaped, see 'escape')
---   marker <text>                   each UserMarker (escaped)
+--   user <text>                     each UserMessage; backslash, newline and CR
+--                                   escaped as two characters: \\ \n \r
+--   marker <text>                   each UserMarker (escaped the same way)
 --   ev <time> <cap or -1> <type>    with --events: every event in file order
 --   events <n>                      total events parsed
 --   type <num> <count>              per event type (unmapped constructors: 65535)
 --   unmapped <count> <names>        events whose constructor has no known number
 --   cap <cap or -1> <count>         per capability (-1 = no capability)
---   backwards <count>               events earlier than the previous one on the same cap
+--   backwards <count>               events earlier than the previous one on the same
+--                                   cap (informational: GHC posts some GC events late)
 --   time <first> <last>             smallest and largest timestamp (if any events)
+--   error <msg>                     header unreadable, or an exception while parsing
+--   tail <msg>                      readEventLog's Maybe String: a decoding error that
+--                                   ended the events early (a cut-off last event is
+--                                   not one: ghc-events drops it; see noend)
 --   frames <n> <blocks>             our own framing pass (type/time/size only): all
 --                                   events before the data end, and how many of
 --                                   them are block markers (ghc-events hides those)
@@ -24,17 +30,16 @@
 --                                   incomplete last event (0 = ended between events)
 --   badtype <offset> <type>         framing met a type the header lacks (offset
 --                                   counted from the first byte after datb)
---   error <msg>                     header unreadable, or an exception while parsing
---   tail <msg>                      readEventLog's Maybe String: bad or truncated tail
 --   end                             always last; its absence means the checker died
 module Main (main) where
 
-import Control.Exception (SomeException, try)
+import Control.Exception (SomeException, evaluate, try)
 import Control.Monad (forM_, when)
+import qualified Data.ByteString as BS
 import qualified Data.ByteString.Builder as B
 import qualified Data.ByteString.Lazy as BL
-import Data.IORef
 import Data.Int (Int64)
+import Data.Word (Word16)
 import qualified Data.IntMap.Strict as IM
 import qualified Data.Map.Strict as M
 import qualified Data.Text as T
@@ -75,13 +80,15 @@ main = do
       forM_ ets $ \et ->
         line (B.string7 "etype " <> B.word16Dec (num et) <> B.char7 ' '
               <> maybe (B.string7 "-1") B.word16Dec (size et))
-      tailErr <- newIORef Nothing
-      r <- try (walk withEvents tailErr hdr rest)
-      case r of
-        Left e -> line (B.string7 "error exception: " <> text (T.pack (show (e :: SomeException))))
-        Right st -> summary st
-      readIORef tailErr >>= mapM_ (\e -> line (B.string7 "tail " <> text (T.pack e)))
-      framing hdr rest
+      (st, fr, problem) <- walk withEvents hdr rest
+      summary st
+      forM_ problem line
+      line (B.string7 "frames " <> B.intDec (frN fr) <> B.char7 ' ' <> B.intDec (frBlocks fr))
+      line $ case frEnd fr of
+        Just (DataEnd trailing) -> B.string7 "dataend " <> B.int64Dec trailing
+        Just (BadType off ty) ->
+          B.string7 "badtype " <> B.int64Dec off <> B.char7 ' ' <> B.intDec ty
+        Nothing -> B.string7 "noend " <> B.intDec (BS.length (frCarry fr))
   line (B.string7 "end")
   hFlush stdout
 
@@ -117,21 +124,37 @@ summary st = do
 
 -- | Folds over the events the way ghc-events' 'readEventLog' reads them
 -- (readHeader, then readEvents: events up to the first decoding error, which
--- is its Maybe String), but streaming: the lazy pair readEvents returns keeps
--- every event alive until the error is forced, too much for a big log.
-walk :: Bool -> IORef (Maybe String) -> Header -> BL.ByteString -> IO St
-walk withEvents tailErr hdr = go st0 (decodeEvents hdr)
+-- is its Maybe String, reported as "tail"), but streaming: the lazy pair
+-- readEvents returns keeps every event alive until the error is forced, too
+-- much for a big log. The same chunks feed the framing walk, so the input is
+-- read once and never held.
+walk :: Bool -> Header -> BL.ByteString -> IO (St, Fr, Maybe B.Builder)
+walk withEvents hdr = go st0 fr0 (decodeEvents hdr)
   where
     st0 = St 0 IM.empty IM.empty IM.empty 0 maxBound 0 M.empty
-    go !st dec bytes = case dec of
-      Produce e dec' -> do
-        st' <- step st e
-        go st' dec' bytes
-      Consume k -> case bytes of
-        BL.Empty -> pure st
-        BL.Chunk c cs -> go st (k c) cs
-      Done _ -> pure st
-      Error _ err -> st <$ writeIORef tailErr (Just err)
+    fr0 = Fr 0 0 0 BS.empty Nothing
+    sizes = IM.fromList [(fromIntegral (num et), size et) | et <- eventTypes hdr]
+    go !st !fr dec bytes = do
+      -- ghc-events can throw from pure code on bad input (e.g. an event
+      -- type its parser table lacks): catch it here so the framing walk
+      -- still sees the rest of the input.
+      r <- try (evaluate dec)
+      case r of
+        Left e -> finish st fr bytes
+          (Just (B.string7 "error exception: " <> text (T.pack (show (e :: SomeException)))))
+        Right (Produce e dec') -> do
+          r' <- try (step st e)
+          case r' of
+            Left ex -> finish st fr bytes
+              (Just (B.string7 "error exception: " <> text (T.pack (show (ex :: SomeException)))))
+            Right st' -> go st' fr dec' bytes
+        Right (Consume k) -> case bytes of
+          BL.Empty -> pure (st, fr, Nothing)
+          BL.Chunk c cs -> go st (feed sizes fr c) (k c) cs
+        Right (Done _) -> finish st fr bytes Nothing
+        Right (Error _ err) -> finish st fr bytes (Just (B.string7 "tail " <> text (T.pack err)))
+    finish st fr bytes problem =
+      pure (st, BL.foldlChunks (feed sizes) fr bytes, problem)
     step st e = do
       let info = evSpec e
           t = evTime e
@@ -159,39 +182,47 @@ walk withEvents tailErr hdr = go st0 (decodeEvents hdr)
                  , stUnmapped = unm
                  }
 
--- | ghc-events neither reports the data end nor minds a truncated last event,
--- so walk the events by their sizes to say how the stream ended.
-framing :: Header -> BL.ByteString -> IO ()
-framing (Header ets) = go 0 0 0
+-- | The framing walk: ghc-events neither reports the data end nor minds a
+-- truncated last event, so step over the events by their header sizes to
+-- say how the stream ended.
+data Fr = Fr
+  { frN      :: !Int           -- ^ whole events seen, block markers included
+  , frBlocks :: !Int           -- ^ block markers (type 18) among them
+  , frOff    :: !Int64         -- ^ offset of frCarry from the first data byte
+  , frCarry  :: !BS.ByteString -- ^ start of an event not yet complete
+  , frEnd    :: !(Maybe Ending)
+  }
+
+data Ending = DataEnd !Int64 | BadType !Int64 !Int
+
+feed :: IM.IntMap (Maybe Word16) -> Fr -> BS.ByteString -> Fr
+feed sizes fr chunk = case frEnd fr of
+  Just (DataEnd trailing) -> fr { frEnd = Just (DataEnd (trailing + len64 chunk)) }
+  Just BadType {} -> fr
+  Nothing -> go fr { frCarry = BS.empty } (frCarry fr <> chunk) 0
   where
-    sizes = IM.fromList [(fromIntegral (num et), size et) | et <- ets]
-    word16 b = case BL.unpack (BL.take 2 b) of
-      [x, y] -> Just (fromIntegral x * 256 + fromIntegral y :: Int)
-      _ -> Nothing
-    out n blocks = line (B.string7 "frames " <> B.intDec n <> B.char7 ' ' <> B.intDec blocks)
-    go :: Int -> Int -> Int64 -> BL.ByteString -> IO ()
-    go !n !blocks !off b = case word16 b of
-      Nothing -> do
-        out n blocks
-        line (B.string7 "noend " <> B.int64Dec (BL.length b))
-      Just 0xffff -> do
-        out n blocks
-        line (B.string7 "dataend " <> B.int64Dec (BL.length b - 2))
-      Just ty -> case IM.lookup ty sizes of
-        Nothing -> do
-          out n blocks
-          line (B.string7 "badtype " <> B.int64Dec off <> B.char7 ' ' <> B.intDec ty)
-        Just sz -> do
-          let total = case sz of
-                Just fixed -> Just (10 + fromIntegral fixed)
-                Nothing -> (\v -> 12 + fromIntegral v) <$> word16 (BL.drop 10 b)
-              blocks' = if ty == 18 then blocks + 1 else blocks
-          case total of
-            Just len | BL.length (BL.take len b) == len ->
-              go (n + 1) blocks' (off + len) (BL.drop len b)
-            _ -> do
-              out n blocks
-              line (B.string7 "noend " <> B.int64Dec (BL.length b))
+    len64 = fromIntegral . BS.length
+    w16 b i = fromIntegral (BS.index b i) * 256 + fromIntegral (BS.index b (i + 1)) :: Int
+    go !f buf !i
+      | avail < 2 = stop
+      | ty == 0xffff = f { frEnd = Just (DataEnd (fromIntegral (avail - 2))), frOff = here }
+      | otherwise = case IM.lookup ty sizes of
+          Nothing -> f { frEnd = Just (BadType here ty), frOff = here }
+          Just sz -> case sz of
+            Just fixed -> event (10 + fromIntegral fixed)
+            Nothing
+              | avail < 12 -> stop
+              | otherwise -> event (12 + w16 buf (i + 10))
+      where
+        avail = BS.length buf - i
+        ty = w16 buf i
+        here = frOff f + fromIntegral i
+        stop = f { frCarry = BS.copy (BS.drop i buf), frOff = here }
+        event n
+          | avail < n = stop
+          | otherwise = go f { frN = frN f + 1
+                             , frBlocks = frBlocks f + (if ty == 18 then 1 else 0) }
+                           buf (i + n)
 
 conName :: EventInfo -> String
 conName = takeWhile (/= ' ') . show
