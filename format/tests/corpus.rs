@@ -12,6 +12,7 @@
 //!   profiling, nonmoving and marker events); a line we do not recognise
 //!   must be an event of a type outside `KNOWN` (user/log messages, newer
 //!   or older types), and the per-type counts of recognised types match.
+//!
 //! Logs without a reference only have to decode without error.
 
 mod common;

@@ -335,3 +335,24 @@ fn class_sets() {
         ClassSet::DEFAULT
     );
 }
+
+#[test]
+fn marker_size_counting_the_data_end_keeps_its_end_time() {
+    // GHC 9.2's last global block: size includes the 2-byte data end.
+    let h = Header::from_types(&types());
+    let mut b = block(&h, GLOBAL_CAP, 10, 2);
+    let size = b.len() as u32 + 2;
+    b[10..14].copy_from_slice(&size.to_be_bytes());
+    b[14..22].copy_from_slice(&999u64.to_be_bytes());
+    let mut s = h.raw.clone();
+    s.extend(&b);
+    s.extend(DATA_END);
+    let fs = frames(&s).unwrap();
+    assert_eq!(kinds(&fs), "HBE");
+    let Frame::Block(got) = &fs[1] else { panic!() };
+    assert_eq!(got.end_time, 999);
+    assert_eq!(
+        BlockMarker::parse(&got.bytes).unwrap().size as usize,
+        b.len()
+    );
+}
