@@ -33,6 +33,9 @@ pub struct Stream {
     pub(crate) restarting: AtomicBool,
     /// The RTS session ended for good, or elstream_stop was called.
     ended: AtomicBool,
+    /// elstream_stop is ending the session: the writer's stop runs with the
+    /// world stopped and must not linger there.
+    api_stopping: AtomicBool,
     /// The I/O thread has handed everything to every consumer (or gave up on it).
     drained: (Mutex<bool>, Condvar),
     pub consumers: ConsumerCounters,
@@ -65,6 +68,7 @@ impl Stream {
             wake_pending: AtomicBool::new(false),
             restarting: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            api_stopping: AtomicBool::new(false),
             drained: (Mutex::new(false), Condvar::new()),
             consumers: ConsumerCounters::default(),
             pid: std::process::id(),
@@ -128,11 +132,12 @@ impl Stream {
         if stream.ended.load(Ordering::Acquire) {
             return Err(Error::NotStarted);
         }
+        stream.api_stopping.store(true, Ordering::Release);
         if rts::eventlog_running() && rts::scheduler_running() {
-            // The writer's stop callback then ends the stream and lingers.
             rts::end(stream.caps)?;
         }
-        stream.rts_stopped();
+        stream.end_stream();
+        stream.wait_drained();
         Ok(())
     }
 
@@ -179,6 +184,13 @@ impl Stream {
             return;
         }
         self.end_stream();
+        if !self.api_stopping.load(Ordering::Acquire) {
+            self.wait_drained();
+        }
+    }
+
+    /// Waits at most `linger` for the I/O thread to hand out the tail.
+    fn wait_drained(&self) {
         let deadline = Instant::now() + self.config.linger;
         let (lock, cvar) = &self.drained;
         let mut done = lock.lock().unwrap_or_else(|p| p.into_inner());
