@@ -652,6 +652,17 @@ impl ChildGuard {
         self.0.as_ref().expect("child already taken").id()
     }
 
+    /// Sends a signal by name (e.g. "INT", "TERM") with kill(1): std has no
+    /// signal API and testkit stays free of dependencies.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {} failed", self.id());
+    }
+
     /// Waits up to `timeout` for exit; on timeout kills it and panics.
     /// Returns the output captured on piped stdout/stderr.
     pub fn wait_timeout(mut self, timeout: Duration) -> Output {

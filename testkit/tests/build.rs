@@ -43,3 +43,18 @@ fn concurrent_builds_share_one_cached_binary() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     fs::remove_dir_all(bins[0].parent().unwrap()).unwrap();
 }
+
+#[test]
+fn child_guard_kills_on_drop_and_signals() {
+    let guard = testkit::ChildGuard::spawn(Command::new("sleep").arg("60"));
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", guard.id()));
+    assert!(proc_dir.exists());
+    drop(guard);
+    // Killed and reaped: no zombie left under that pid.
+    assert!(!proc_dir.exists());
+
+    let guard = testkit::ChildGuard::spawn(Command::new("sleep").arg("60"));
+    guard.signal("TERM");
+    let out = guard.wait_timeout(std::time::Duration::from_secs(30));
+    assert!(!out.status.success());
+}
