@@ -10,3 +10,4 @@ pub use eventlog::{
     BlockBuilder, Class, ClassSet, Event, EventTypeInfo, FormatError, Frame, Header, StreamDecoder,
     WriteKind, DATA_END,
 };
+pub mod udp;

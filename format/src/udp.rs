@@ -98,7 +98,11 @@ pub enum UdpError {
     #[error("frame length {0} exceeds the limit {MAX_FRAME}")]
     FrameTooLarge(u32),
     #[error("payload at offset {offset} + {len} bytes exceeds frame length {frame_len}")]
-    Overrun { offset: u32, len: usize, frame_len: u32 },
+    Overrun {
+        offset: u32,
+        len: usize,
+        frame_len: u32,
+    },
     #[error("MTU {0} outside {MIN_MTU}..={MAX_MTU}")]
     Mtu(usize),
 }

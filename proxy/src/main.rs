@@ -1,1 +1,312 @@
-fn main() {}
+//! `elstream`: serve a GHC program's eventlog, live, to many consumers.
+
+mod bench;
+mod error;
+mod listen;
+mod recv;
+mod run;
+mod serve;
+mod signals;
+mod source;
+mod state;
+mod store;
+mod subscriber;
+mod udp_out;
+mod units;
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use elstream_format::{ClassSet, Endpoint};
+
+use error::{Error, Result};
+use subscriber::Policy;
+use units::{parse_duration, parse_size};
+
+#[derive(Parser)]
+#[command(
+    name = "elstream",
+    version,
+    about = "Stream a running GHC program's eventlog, live, to many consumers",
+    long_about = "Stream a running GHC program's eventlog, live, to many consumers.\n\n\
+        Sources: the elstream shim's UNIX socket (unix:PATH), another proxy (tcp:HOST:PORT), \
+        a FIFO (fifo:PATH), a growing file (file:PATH, followed like tail -f) or stdin (-). \
+        Subscribers connect over TCP or UNIX sockets and each receives a plain eventlog \
+        (header, state replay, whole blocks), e.g. `nc 127.0.0.1 4242 > x.eventlog`.\n\n\
+        Exit codes: 0 ok, 1 runtime failure (e.g. the source is not an eventlog), 2 bad \
+        command line or endpoint, 3 cannot listen (address in use), 4 the program given to \
+        `run` cannot stream an eventlog, 126/127 it cannot be executed / was not found; \
+        otherwise `run` exits with the program's status (128+N if killed by signal N)."
+)]
+struct Cli {
+    /// More log output on stderr (-v: info and periodic stats lines, -vv: debug).
+    /// RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Read an eventlog from a source and serve it to subscribers.
+    Proxy {
+        /// Where the eventlog comes from: unix:PATH (the shim's socket; reconnects
+        /// with backoff), tcp:HOST:PORT, fifo:PATH (created 0600 if missing),
+        /// file:PATH (followed like tail -f) or - (stdin).
+        #[arg(long, value_name = "ENDPOINT")]
+        source: Endpoint,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Run a program built with -eventlog and serve its eventlog (through a FIFO).
+    ///
+    /// The program gets `+RTS -l<classes> -ol<fifo>` through GHCRTS; the FIFO lives in
+    /// a private 0700 temporary directory removed on exit. Its stdio passes through,
+    /// SIGINT/SIGTERM sent to elstream are forwarded, and its exit status becomes
+    /// elstream's.
+    Run {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Event classes to trace (RTS -l letters: s scheduler, g GC, n nonmoving GC,
+        /// p sparks sampled, f sparks full, u user).
+        #[arg(long, default_value = "sgpu", value_parser = parse_classes)]
+        classes: ClassSet,
+        /// Time allowed for the `prog +RTS --info` check.
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        check_timeout: Duration,
+        /// The program and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "PROG")]
+        program: Vec<OsString>,
+    },
+    /// Receive a stream and write valid eventlog files (one per session).
+    ///
+    /// Session 1 goes to OUTPUT, session N (N >= 2) to OUTPUT with `.N` before the
+    /// extension (out.eventlog, out.2.eventlog, ...). UDP losses are reported on stderr
+    /// and as an `elstream: dropped N blocks (lost M datagrams)` user message in the file.
+    Recv {
+        /// tcp://HOST:PORT or unix:PATH (connect to a proxy), udp://HOST:PORT (bind
+        /// and receive datagrams).
+        endpoint: Endpoint,
+        /// Output file, or - for stdout (one session only).
+        #[arg(short, long, default_value = "-")]
+        output: PathBuf,
+        /// Stop after this many sessions (default: 1 for stdout, unlimited for files).
+        #[arg(long)]
+        sessions: Option<u64>,
+        /// Stop when nothing arrived for this long.
+        #[arg(long, value_parser = parse_duration)]
+        idle_timeout: Option<Duration>,
+        /// Keep trying to connect for this long.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        retry: Duration,
+    },
+    /// Print a running proxy's counters (from its --stats socket).
+    Stats {
+        /// The proxy's --stats endpoint (unix:PATH or tcp://HOST:PORT).
+        endpoint: Endpoint,
+    },
+    /// Measure fan-out throughput and `run` overhead (see proxy/README.md).
+    #[command(hide = true)]
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Listen for subscribers: tcp://HOST:PORT, a bare PORT (= tcp://127.0.0.1:PORT)
+    /// or unix:PATH (created 0600). Repeatable.
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_listen)]
+    listen: Vec<Endpoint>,
+    /// Send the stream as UDP datagrams to HOST:PORT. Repeatable.
+    #[arg(long, value_name = "HOST:PORT")]
+    udp: Vec<String>,
+    /// UDP datagram size in bytes, elstream's 32-byte header included.
+    #[arg(long, default_value_t = elstream_format::udp::DEFAULT_MTU)]
+    mtu: usize,
+    /// How often the header and state are re-sent over UDP.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    udp_resend: Duration,
+    /// Bound of each subscriber's queue.
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    queue: usize,
+    /// What to do when a subscriber's queue is full.
+    #[arg(long, value_enum, default_value = "drop")]
+    policy: Policy,
+    /// Bound of the shared store of recent blocks replayed to new subscribers.
+    #[arg(long, default_value = "8M", value_parser = parse_size)]
+    store: usize,
+    /// Serve counters on this endpoint (unix:PATH or tcp://HOST:PORT); read them
+    /// with `elstream stats`.
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_listen)]
+    stats: Option<Endpoint>,
+    /// Log a stats line this often (default 5s with -v).
+    #[arg(long, value_parser = parse_duration)]
+    stats_interval: Option<Duration>,
+    /// Do not read the source before this many subscribers have connected.
+    #[arg(long, default_value_t = 0)]
+    wait_subscribers: usize,
+    /// Pause reading the source while a subscriber's queue is over half full
+    /// instead of dropping (replaying files only: it stalls a live program).
+    #[arg(long)]
+    backpressure: bool,
+    /// At exit, how long to wait for subscribers to receive what is queued.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    linger: Duration,
+    /// Longest wait between reconnection attempts to the source.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    reconnect_max: Duration,
+}
+
+fn parse_classes(s: &str) -> std::result::Result<ClassSet, String> {
+    ClassSet::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_listen(s: &str) -> std::result::Result<Endpoint, String> {
+    let port = s.strip_prefix(':').unwrap_or(s);
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        return format!("tcp://127.0.0.1:{port}")
+            .parse()
+            .map_err(|e: elstream_format::endpoint::EndpointError| e.to_string());
+    }
+    match s.parse::<Endpoint>() {
+        Ok(ep @ (Endpoint::Tcp(_) | Endpoint::Unix(_))) => Ok(ep),
+        Ok(other) => Err(format!(
+            "cannot listen on {other}: expected tcp://HOST:PORT, PORT or unix:PATH"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl ServeArgs {
+    fn config(self, source: Endpoint, verbose: u8) -> serve::Config {
+        serve::Config {
+            source,
+            listen: self.listen,
+            udp: self
+                .udp
+                .into_iter()
+                .map(|u| {
+                    u.strip_prefix("udp://")
+                        .or_else(|| u.strip_prefix("udp:"))
+                        .unwrap_or(&u)
+                        .to_string()
+                })
+                .collect(),
+            mtu: self.mtu,
+            udp_resend: self.udp_resend,
+            queue_bytes: self.queue,
+            policy: self.policy,
+            store_bytes: self.store,
+            stats: self.stats,
+            stats_interval: self.stats_interval.or(if verbose > 0 {
+                Some(Duration::from_secs(5))
+            } else {
+                None
+            }),
+            wait_subscribers: self.wait_subscribers,
+            backpressure: self.backpressure,
+            linger: self.linger,
+            reconnect_max: self.reconnect_max,
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn stats(endpoint: &Endpoint) -> Result<i32> {
+    let mut text = String::new();
+    let r =
+        match endpoint {
+            Endpoint::Unix(p) => std::os::unix::net::UnixStream::connect(p)
+                .and_then(|mut s| s.read_to_string(&mut text)),
+            Endpoint::Tcp(hp) => std::net::TcpStream::connect(hp.as_str())
+                .and_then(|mut s| s.read_to_string(&mut text)),
+            other => {
+                return Err(Error::Usage(format!(
+                    "stats: expected unix:PATH or tcp://HOST:PORT, got {other}"
+                )))
+            }
+        };
+    r.map_err(|e| Error::io(format!("cannot read stats from {endpoint}"), e))?;
+    print!("{text}");
+    Ok(0)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let verbose = cli.verbose;
+    let r: Result<i32> = match cli.cmd {
+        Cmd::Proxy { source, serve } => {
+            let cfg = serve.config(source, verbose);
+            serve::Proxy::new(cfg).and_then(|p| {
+                for l in p.listening() {
+                    tracing::info!("serving on {l}");
+                }
+                p.run().map(|_| 0)
+            })
+        }
+        Cmd::Run {
+            serve,
+            classes,
+            check_timeout,
+            program,
+        } => {
+            let cfg = serve.config(Endpoint::Stdin, verbose);
+            run::run(
+                cfg,
+                run::RunOpts {
+                    classes,
+                    check_timeout,
+                    program,
+                },
+            )
+        }
+        Cmd::Recv {
+            endpoint,
+            output,
+            sessions,
+            idle_timeout,
+            retry,
+        } => {
+            let sessions = match sessions {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None if output.as_os_str() == "-" => Some(1),
+                None => None,
+            };
+            recv::recv(recv::RecvOpts {
+                endpoint,
+                output,
+                sessions,
+                idle_timeout,
+                retry,
+            })
+        }
+        Cmd::Stats { endpoint } => stats(&endpoint),
+        Cmd::Bench(args) => bench::bench(args),
+    };
+    match r {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("elstream: error: {e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! `elstream recv ENDPOINT`: receive a stream (TCP/UNIX byte stream or UDP
+//! datagrams) and write valid eventlog files, one per session.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use elstream_format::eventlog::{
+    user_message_block, BlockMarker, Frame, Header, StreamDecoder, DATA_END,
+};
+use elstream_format::udp::{FrameKind, Reassembled, Reassembler};
+use elstream_format::Endpoint;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::error::{Error, Result};
+
+pub struct RecvOpts {
+    pub endpoint: Endpoint,
+    /// `-` for stdout.
+    pub output: PathBuf,
+    /// Stop after this many sessions (None = no limit).
+    pub sessions: Option<u64>,
+    /// Stop when nothing arrived for this long.
+    pub idle_timeout: Option<Duration>,
+    /// How long to keep trying to connect.
+    pub retry: Duration,
+}
+
+/// Name of session `n` (1-based): `out.eventlog`, then `out.2.eventlog`, ...
+pub fn session_path(base: &Path, n: u64) -> PathBuf {
+    if n <= 1 {
+        return base.to_path_buf();
+    }
+    match (base.file_stem(), base.extension()) {
+        (Some(stem), Some(ext)) => base.with_file_name(format!(
+            "{}.{n}.{}",
+            stem.to_string_lossy(),
+            ext.to_string_lossy()
+        )),
+        _ => PathBuf::from(format!("{}.{n}", base.display())),
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    sessions: u64,
+    blocks: u64,
+    bytes: u64,
+    lost_datagrams: u64,
+    dropped_blocks: u64,
+    unfinished: u64,
+}
+
+/// Writes sessions to files (or stdout).
+struct Sink {
+    base: PathBuf,
+    out: Option<BufWriter<Box<dyn Write>>>,
+    header: Option<Header>,
+    last_time: u64,
+    blocks_in_session: u64,
+    totals: Totals,
+}
+
+impl Sink {
+    fn new(base: PathBuf) -> Sink {
+        Sink {
+            base,
+            out: None,
+            header: None,
+            last_time: 0,
+            blocks_in_session: 0,
+            totals: Totals::default(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.out.is_some()
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(o) = self.out.as_mut() {
+            o.write_all(bytes)
+                .and_then(|_| o.flush())
+                .map_err(|e| Error::io("cannot write output", e))?;
+        }
+        Ok(())
+    }
+
+    fn header(&mut self, header: Header) -> Result<()> {
+        if self.is_open() {
+            self.finish(false)?;
+        }
+        let n = self.totals.sessions + self.totals.unfinished + 1;
+        let w: Box<dyn Write> = if self.base.as_os_str() == "-" {
+            Box::new(io::stdout())
+        } else {
+            let p = session_path(&self.base, n);
+            tracing::info!(path = %p.display(), "session starts");
+            Box::new(
+                File::create(&p)
+                    .map_err(|e| Error::io(format!("cannot create {}", p.display()), e))?,
+            )
+        };
+        self.out = Some(BufWriter::with_capacity(1 << 20, w));
+        self.blocks_in_session = 0;
+        let raw = header.raw.clone();
+        self.header = Some(header);
+        self.write(&raw)
+    }
+
+    fn block(&mut self, bytes: &[u8]) -> Result<()> {
+        if !self.is_open() {
+            return Ok(());
+        }
+        if let Some(m) = BlockMarker::parse(bytes) {
+            self.last_time = self.last_time.max(m.end_time);
+        }
+        self.totals.blocks += 1;
+        self.totals.bytes += bytes.len() as u64;
+        self.blocks_in_session += 1;
+        self.write(bytes)
+    }
+
+    fn notice(&mut self, text: &str) -> Result<()> {
+        if let Some(h) = &self.header {
+            let b = user_message_block(h, self.last_time, text);
+            self.write(&b)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the session's file with a data end (written by us when `clean` is false).
+    fn finish(&mut self, clean: bool) -> Result<()> {
+        if !self.is_open() {
+            return Ok(());
+        }
+        if !clean {
+            tracing::warn!("stream ended without a data end; closing the file with one");
+            self.totals.unfinished += 1;
+        } else {
+            self.totals.sessions += 1;
+        }
+        self.write(&DATA_END)?;
+        self.out = None;
+        self.header = None;
+        Ok(())
+    }
+
+    fn sessions(&self) -> u64 {
+        self.totals.sessions + self.totals.unfinished
+    }
+}
+
+pub fn recv(opts: RecvOpts) -> Result<i32> {
+    let mut sink = Sink::new(opts.output.clone());
+    let limit = opts.sessions;
+    let r = match &opts.endpoint {
+        Endpoint::Udp(hp) => recv_udp(hp, &opts, &mut sink, limit),
+        Endpoint::Tcp(_) | Endpoint::Unix(_) => recv_stream(&opts, &mut sink, limit),
+        other => Err(Error::Usage(format!(
+            "recv: cannot receive from {other} (expected tcp://HOST:PORT, unix:PATH or udp://HOST:PORT)"
+        ))),
+    };
+    sink.finish(false)?;
+    let t = &sink.totals;
+    eprintln!(
+        "elstream recv: {} sessions ({} without data end), {} blocks, {} bytes, lost {} datagrams, dropped {} blocks",
+        t.sessions + t.unfinished,
+        t.unfinished,
+        t.blocks,
+        t.bytes,
+        t.lost_datagrams,
+        t.dropped_blocks
+    );
+    r.map(|_| 0)
+}
+
+enum StreamConn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for StreamConn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            StreamConn::Tcp(s) => s.read(buf),
+            StreamConn::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+fn connect(ep: &Endpoint, retry: Duration) -> Result<StreamConn> {
+    let deadline = Instant::now() + retry;
+    let mut delay = Duration::from_millis(20);
+    loop {
+        let r = match ep {
+            Endpoint::Tcp(hp) => TcpStream::connect(hp.as_str()).map(StreamConn::Tcp),
+            Endpoint::Unix(p) => UnixStream::connect(p).map(StreamConn::Unix),
+            _ => unreachable!("checked by the caller"),
+        };
+        match r {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Error::io(format!("cannot connect to {ep}"), e))
+            }
+            Err(_) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+fn done(sink: &Sink, limit: Option<u64>) -> bool {
+    limit.is_some_and(|l| sink.sessions() >= l)
+}
+
+fn recv_stream(opts: &RecvOpts, sink: &mut Sink, limit: Option<u64>) -> Result<()> {
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let mut conn = match connect(&opts.endpoint, opts.retry) {
+            Ok(c) => c,
+            // The proxy went away after serving sessions: done.
+            Err(e) if sink.sessions() > 0 => {
+                tracing::info!("{e}; stopping");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let timeout = opts.idle_timeout;
+        match &conn {
+            StreamConn::Tcp(s) => s.set_read_timeout(timeout),
+            StreamConn::Unix(s) => s.set_read_timeout(timeout),
+        }
+        .map_err(|e| Error::io("socket", e))?;
+        let mut dec = StreamDecoder::new();
+        loop {
+            let n = match conn.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    tracing::info!("idle timeout");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!("read error: {e}");
+                    0
+                }
+            };
+            if n == 0 {
+                if let Ok(Some(Frame::Block(b))) = dec.finish() {
+                    sink.block(&b.bytes)?;
+                }
+                sink.finish(false)?;
+                break;
+            }
+            dec.push(&buf[..n]);
+            loop {
+                match dec.next_frame() {
+                    Ok(Some(Frame::Header(h))) => sink.header(h)?,
+                    Ok(Some(Frame::Block(b))) => sink.block(&b.bytes)?,
+                    Ok(Some(Frame::DataEnd)) => {
+                        sink.finish(true)?;
+                        if done(sink, limit) {
+                            return Ok(());
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(Error::Source {
+                            endpoint: opts.endpoint.to_string(),
+                            message: format!("not a valid eventlog stream: {e}"),
+                        })
+                    }
+                }
+            }
+        }
+        if done(sink, limit) {
+            return Ok(());
+        }
+        tracing::info!("stream closed; reconnecting for the next session");
+    }
+}
+
+fn recv_udp(hp: &str, opts: &RecvOpts, sink: &mut Sink, limit: Option<u64>) -> Result<()> {
+    let ep = opts.endpoint.to_string();
+    let addr = hp
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::Usage(format!("{ep}: cannot resolve HOST:PORT")))?;
+    let listen = |e| Error::Listen {
+        endpoint: ep.clone(),
+        source: e,
+    };
+    let sock =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(listen)?;
+    let _ = sock.set_recv_buffer_size(8 << 20);
+    sock.bind(&addr.into()).map_err(listen)?;
+    let sock: UdpSocket = sock.into();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| Error::io("socket", e))?;
+    let mut r = Reassembler::new();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut last_data = Instant::now();
+    // Per stream: finished (data end written), and whether a regular block was written.
+    let mut finished = false;
+    let mut bad = 0u64;
+    loop {
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if opts.idle_timeout.is_some_and(|t| last_data.elapsed() >= t) {
+                    tracing::info!("idle timeout");
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => return Err(Error::io("UDP receive", e)),
+        };
+        last_data = Instant::now();
+        out.clear();
+        if let Err(e) = r.push(&buf[..n], &mut out) {
+            bad += 1;
+            if bad == 1 || bad.is_power_of_two() {
+                tracing::warn!("ignoring {bad} bad datagram(s): {e}");
+            }
+            continue;
+        }
+        for item in out.drain(..) {
+            match item {
+                Reassembled::NewStream(id) => {
+                    tracing::info!(stream = format!("{id:08x}"), "new stream");
+                    sink.finish(false)?;
+                    finished = false;
+                    if done(sink, limit) {
+                        return Ok(());
+                    }
+                }
+                Reassembled::Frame(FrameKind::Header, bytes) => {
+                    if !finished && !sink.is_open() {
+                        match Header::parse(&bytes) {
+                            Ok(h) => sink.header(h)?,
+                            Err(e) => tracing::warn!("bad header frame: {e}"),
+                        }
+                    }
+                }
+                Reassembled::Frame(FrameKind::State, bytes) => {
+                    if sink.is_open() && sink.blocks_in_session == 0 {
+                        sink.block(&bytes)?;
+                    }
+                }
+                Reassembled::Frame(FrameKind::Block, bytes) => sink.block(&bytes)?,
+                Reassembled::Frame(FrameKind::DataEnd, _) => {
+                    if sink.is_open() {
+                        sink.finish(true)?;
+                        finished = true;
+                        if done(sink, limit) {
+                            return Ok(());
+                        }
+                    }
+                }
+                Reassembled::Loss(l) => {
+                    sink.totals.lost_datagrams += l.datagrams;
+                    sink.totals.dropped_blocks += l.blocks;
+                    eprintln!("elstream recv: {l}");
+                    if sink.is_open() {
+                        sink.notice(&format!(
+                            "elstream: dropped {} blocks (lost {} datagrams)",
+                            l.blocks, l.datagrams
+                        ))?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names() {
+        assert_eq!(
+            session_path(Path::new("a/out.eventlog"), 1),
+            PathBuf::from("a/out.eventlog")
+        );
+        assert_eq!(
+            session_path(Path::new("a/out.eventlog"), 3),
+            PathBuf::from("a/out.3.eventlog")
+        );
+        assert_eq!(session_path(Path::new("out"), 2), PathBuf::from("out.2"));
+    }
+}
