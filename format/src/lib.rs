@@ -1,8 +1,10 @@
 //! The GHC eventlog binary format and elstream's wire protocols.
 //! This crate is the only code in elstream that knows byte layouts.
 
+pub mod control;
 pub mod endpoint;
 pub mod eventlog;
+pub mod state;
 
 pub use endpoint::Endpoint;
 pub use eventlog::{
