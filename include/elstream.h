@@ -44,6 +44,50 @@ typedef struct {
 extern "C" {
 #endif // __cplusplus
 
+// Switches streaming on (1) or off (0) as a whole. Off stops the RTS from
+// posting events (static link) or drops blocks in the shim (shared library).
+int elstream_set_enabled(int on);
+
+// Changes the event classes: `"sgu"` sets, `"+n-s"` adds and removes
+// (s scheduler, g GC, n nonmoving GC, p sparks sampled, f sparks full, u user).
+//
+// # Safety
+// `change` is a NUL-terminated string.
+int elstream_set_classes(const char *change);
+
+// Posts the RTS's start-up state again (capsets, capabilities, program,
+// clock) and flushes, so consumers and snapshots carry it.
+int elstream_sync(void);
+
+// Writes out every capability's buffer now (briefly stopping the world on
+// stock GHC 9.0.2).
+int elstream_flush(void);
+
+// Flushes every `interval_ms` milliseconds; 0 switches the periodic flush off.
+int elstream_set_flush_interval_ms(uint32_t interval_ms);
+
+// Writes header, state and the ring's blocks to `NAME.eventlog` in the
+// snapshot directory (config `snapshot-dir=`). The ring is not cleared.
+//
+// # Safety
+// `name` is a NUL-terminated string.
+int elstream_snapshot(const char *name);
+
+// Posts a user message now and replays it to every consumer that joins
+// later (e.g. "service ready", a build id).
+//
+// # Safety
+// `text` is a NUL-terminated string.
+int elstream_sticky_message(const char *text);
+
+// Runs one control command line (as `elstream ctl` sends) and copies the
+// reply text, NUL-terminated and truncated to `reply_len`, into `reply`
+// (may be NULL). Returns 0, or a negative code (the reply then holds the error).
+//
+// # Safety
+// `command` is NUL-terminated; `reply` is NULL or has `reply_len` bytes.
+int elstream_control(const char *command, char *reply, uintptr_t reply_len);
+
 // Starts streaming. `config` is `ENDPOINT[,key=value]...` (see the README);
 // NULL or "" takes `$ELSTREAM`, then `unix:/tmp/elstream-<pid>.sock`.
 // Returns 0, or a negative code with the text in `elstream_last_error()`.
@@ -69,6 +113,19 @@ const elstream_eventlog_writer *elstream_writer(void);
 // # Safety
 // `out` points to writable memory for one `elstream_stats`.
 int elstream_get_stats(elstream_stats *out);
+
+// Called by the RTS (through `OnExitHook`) first thing in `hs_exit`.
+void elstream_rts_exiting(void);
+
+extern int elstream_glue_can_post_state(void);
+
+extern int elstream_glue_set_classes(unsigned int classes);
+
+extern void elstream_glue_patched_flush(void);
+
+extern int elstream_glue_patched_set_classes(unsigned int classes);
+
+extern void elstream_glue_patched_resync(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -196,6 +196,18 @@ impl StateCache {
         b.finish()
     }
 
+    /// The RTS identifier text (e.g. `GHC-9.0.2 rts_thr_l`), once seen.
+    pub fn rts_identifier(&self) -> Option<String> {
+        let s = self
+            .entries
+            .range((EVENT_RTS_IDENTIFIER, 0)..=(EVENT_RTS_IDENTIFIER, u64::MAX))
+            .next()?
+            .1;
+        let text = s.payload.get(4..)?;
+        let text = text.split(|b| *b == 0).next().unwrap_or(text);
+        Some(String::from_utf8_lossy(text).into_owned())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.sticky.is_empty()
     }

@@ -40,6 +40,11 @@ extern void stopAllCapabilities(Capability **pCap, Task *task) WEAK;
 extern void releaseAllCapabilities(uint32_t n, Capability *keep_cap, Task *task) WEAK;
 extern volatile uintptr_t sched_state WEAK;
 extern __thread Task *my_task WEAK;
+extern Capability **capabilities WEAK;
+extern void traceCapsetEvent_(uint16_t tag, uint32_t capset, uintptr_t info) WEAK;
+extern void traceCapEvent_(Capability *cap, uint16_t tag) WEAK;
+extern void traceWallClockTime_(void) WEAK;
+extern void traceOSProcessInfo_(void) WEAK;
 
 /* The patched RTS (ghc-patches/), preferred when present. */
 extern int rts_eventLogStreamingApiVersion(void) WEAK;
@@ -129,16 +134,50 @@ int elstream_glue_set_classes(unsigned classes)
     return 0;
 }
 
+/* Event numbers and capsets as in includes/rts/EventLogFormat.h, rts/Trace.h. */
+#define EVENT_CAPSET_CREATE 25
+#define EVENT_CAPSET_ASSIGN_CAP 27
+#define EVENT_CAP_CREATE 45
+#define CAPSET_OSPROCESS_DEFAULT 0
+#define CAPSET_CLOCKDOMAIN_DEFAULT 1
+#define CAPSET_TYPE_OSPROCESS 2
+#define CAPSET_TYPE_CLOCKDOMAIN 3
+
+int elstream_glue_can_post_state(void)
+{
+    return traceCapsetEvent_ != NULL && traceCapEvent_ != NULL && &capabilities != NULL &&
+           traceWallClockTime_ != NULL && traceOSProcessInfo_ != NULL;
+}
+
+/* Re-posts what the RTS posts once at start-up (rts/Capability.c initCapabilities,
+ * rts/RtsStartup.c hs_init_ghc): 9.0.2 does not repeat it when a writer starts. */
+static void post_state(void)
+{
+    if (!elstream_glue_can_post_state())
+        return;
+    traceCapsetEvent_(EVENT_CAPSET_CREATE, CAPSET_OSPROCESS_DEFAULT, CAPSET_TYPE_OSPROCESS);
+    traceCapsetEvent_(EVENT_CAPSET_CREATE, CAPSET_CLOCKDOMAIN_DEFAULT, CAPSET_TYPE_CLOCKDOMAIN);
+    for (unsigned int i = 0; i < n_capabilities; i++) {
+        traceCapEvent_(capabilities[i], EVENT_CAP_CREATE);
+        traceCapsetEvent_(EVENT_CAPSET_ASSIGN_CAP, CAPSET_OSPROCESS_DEFAULT, i);
+        traceCapsetEvent_(EVENT_CAPSET_ASSIGN_CAP, CAPSET_CLOCKDOMAIN_DEFAULT, i);
+    }
+    traceWallClockTime_();
+    traceOSProcessInfo_();
+}
+
 /*
  * Ops run with every capability stopped, so no Haskell thread is posting into
  * a capability buffer while the RTS writes it out. Must be called from an OS
- * thread that holds no capability (the shim's own threads), and only while the
- * scheduler runs.
+ * thread that holds no capability (the shim's own thread), and only while the
+ * scheduler runs. They run in this order.
  */
 enum {
     OP_END = 1,           /* write out every buffer, data end, stop the writer */
-    OP_START = 2,         /* start `writer` (after OP_END when both are set) */
+    OP_START = 2,         /* start `writer` */
     OP_SET_CLASSES = 4,   /* set `classes` */
+    OP_POST_STATE = 8,    /* post the start-up state events again */
+    OP_FLUSH = 16,        /* write out every buffer: end, then start `writer` again */
 };
 
 int elstream_glue_stopped_world(unsigned ops, const void *writer, unsigned classes)
@@ -157,6 +196,13 @@ int elstream_glue_stopped_world(unsigned ops, const void *writer, unsigned class
         rc = -3;
     if (ops & OP_SET_CLASSES)
         set_classes(classes);
+    if (ops & OP_POST_STATE)
+        post_state();
+    if (ops & OP_FLUSH) {
+        endEventLogging();
+        if (!startEventLogging(writer))
+            rc = -3;
+    }
     releaseAllCapabilities(n_capabilities, cap, task);
     rts_unlock(cap);
     return rc;
@@ -175,6 +221,40 @@ void elstream_glue_end_unlocked(void)
 {
     if (endEventLogging != NULL)
         endEventLogging();
+}
+
+/* The patched RTS's native mechanisms (ghc-patches/). */
+void elstream_glue_patched_flush(void)
+{
+    if (rts_flushEventLog != NULL)
+        rts_flushEventLog();
+}
+
+int elstream_glue_patched_set_classes(unsigned classes)
+{
+    if (rts_setTraceFlag == NULL)
+        return -1;
+    /* Flag numbers follow the patch: the class bits' positions, s g n p f u. */
+    for (int flag = 0; flag < 6; flag++)
+        rts_setTraceFlag(flag, (classes >> flag) & 1);
+    return 0;
+}
+
+void elstream_glue_patched_resync(void)
+{
+    if (rts_resyncEventLog != NULL)
+        rts_resyncEventLog();
+}
+
+/* The RTS calls this first thing in hs_exit (rtsConfig.onExitHook), while the
+ * scheduler still runs: the shim stops its RTS thread here, so no flush can
+ * reach for a capability the shutdown is about to free. Overriding the hook is
+ * how the RTS lets programs hook it (rts/hooks/OnExit.c). */
+extern void elstream_rts_exiting(void);
+
+void OnExitHook(void)
+{
+    elstream_rts_exiting();
 }
 
 /* Frees the RTS task of a shim thread that called rts_lock. */

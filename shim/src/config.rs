@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use elstream_format::control::{parse_duration, parse_size};
 use elstream_format::endpoint::Endpoint;
 use elstream_format::ClassSet;
 
@@ -28,11 +29,17 @@ pub struct Config {
     /// Classes switched on when the program was not started with `+RTS -l`.
     pub classes: ClassSet,
     pub max_consumers: usize,
+    /// Periodic flush (stock 9.0.2 writes a capability's buffer only when full).
+    pub flush_interval: Option<Duration>,
+    /// The control socket; default `<socket>.ctl`.
+    pub control: Option<PathBuf>,
+    /// Where `snapshot NAME` writes; names cannot leave it.
+    pub snapshot_dir: PathBuf,
 }
 
 pub const ENV_VAR: &str = "ELSTREAM";
 pub const DEFAULT_RING: usize = 64 << 20;
-const OPTIONS: &str = "ring, start, linger, classes, max-consumers";
+const OPTIONS: &str = "ring, start, linger, classes, max-consumers, flush, control, snapshot-dir";
 /// `sun_path` is 108 bytes on Linux, including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -77,6 +84,9 @@ impl Config {
             linger: Duration::from_secs(2),
             classes: ClassSet::DEFAULT,
             max_consumers: 64,
+            flush_interval: None,
+            control: None,
+            snapshot_dir: std::env::temp_dir(),
         };
         for opt in parts {
             let opt = opt.trim();
@@ -115,6 +125,18 @@ impl Config {
                         .filter(|n| *n > 0)
                         .ok_or_else(|| bad("expected a positive number"))?
                 }
+                "flush" => {
+                    config.flush_interval = match value {
+                        "off" | "0" => None,
+                        _ => Some(
+                            parse_duration(value)
+                                .filter(|d| *d >= Duration::from_millis(1))
+                                .ok_or_else(|| bad("expected a duration such as 100ms, or off"))?,
+                        ),
+                    }
+                }
+                "control" => config.control = Some(PathBuf::from(value)),
+                "snapshot-dir" => config.snapshot_dir = PathBuf::from(value),
                 _ => {
                     return Err(Error::Config(format!(
                         "unknown option `{key}` (options: {OPTIONS})"
@@ -122,43 +144,23 @@ impl Config {
                 }
             }
         }
+        let control = config.control_socket();
+        if control.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(Error::Config(format!(
+                "control socket path {} is longer than {MAX_SOCKET_PATH} bytes; set control=PATH",
+                control.display()
+            )));
+        }
         Ok(config)
     }
-}
 
-/// `64M`, `512K`, `1G`, `65536` (bytes); the `iB` forms too.
-pub fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let s = s
-        .strip_suffix("iB")
-        .or_else(|| s.strip_suffix('B'))
-        .unwrap_or(s);
-    let (num, shift) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 10),
-        'M' | 'm' => (&s[..s.len() - 1], 20),
-        'G' | 'g' => (&s[..s.len() - 1], 30),
-        _ => (s, 0),
-    };
-    num.parse::<usize>().ok()?.checked_mul(1 << shift)
-}
-
-/// `2s`, `500ms`, `1m`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse().ok().map(Duration::from_millis);
+    pub fn control_socket(&self) -> PathBuf {
+        self.control.clone().unwrap_or_else(|| {
+            let mut p = self.socket.clone().into_os_string();
+            p.push(".ctl");
+            PathBuf::from(p)
+        })
     }
-    if let Some(sec) = s.strip_suffix('s') {
-        return sec
-            .parse::<f64>()
-            .ok()
-            .filter(|v| *v >= 0.0 && v.is_finite())
-            .map(Duration::from_secs_f64);
-    }
-    if let Some(min) = s.strip_suffix('m') {
-        return min.parse::<u64>().ok().map(|m| Duration::from_secs(m * 60));
-    }
-    None
 }
 
 #[cfg(test)]
@@ -198,13 +200,16 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("64M"), Some(64 << 20));
-        assert_eq!(parse_size("64MiB"), Some(64 << 20));
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("x"), None);
-        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("10"), None);
+    fn flush_control_and_snapshot_options() {
+        let c = Config::parse("unix:/tmp/a.sock,flush=100ms,snapshot-dir=/var/tmp").unwrap();
+        assert_eq!(c.flush_interval, Some(Duration::from_millis(100)));
+        assert_eq!(c.control_socket(), PathBuf::from("/tmp/a.sock.ctl"));
+        assert_eq!(c.snapshot_dir, PathBuf::from("/var/tmp"));
+        let c = Config::parse("unix:/tmp/a.sock,control=/tmp/c,flush=off").unwrap();
+        assert_eq!(
+            (c.control_socket(), c.flush_interval),
+            (PathBuf::from("/tmp/c"), None)
+        );
+        assert!(Config::parse("unix:/tmp/a.sock,flush=often").is_err());
     }
 }

@@ -18,6 +18,10 @@ pub enum Error {
     },
     #[error("the RTS refused: {0}")]
     Rts(String),
+    #[error("not available here: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Failed(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("internal error: {0}")]
@@ -34,6 +38,8 @@ impl Error {
             Error::Socket { .. } => -4,
             Error::Rts(_) => -5,
             Error::InvalidArgument(_) => -6,
+            Error::Unavailable(_) => -7,
+            Error::Failed(_) => -8,
             Error::Panic(_) => -99,
         }
     }

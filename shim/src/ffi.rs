@@ -5,9 +5,11 @@ use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
+use crate::control;
 use crate::error::{clear_last_error, last_error_ptr, set_last_error, Error};
 use crate::stream::Stream;
 use crate::writer::{EventLogWriter, WRITER};
+use elstream_format::control::Command;
 
 /// Runs `f`, turning a panic into `default` (and a message on stderr).
 pub(crate) fn guard<T>(default: T, f: impl FnOnce() -> T) -> T {
@@ -30,6 +32,138 @@ fn status(f: impl FnOnce() -> Result<(), Error>) -> c_int {
         Ok(Err(e)) => set_last_error(&e),
         Err(_) => set_last_error(&Error::Panic("panic contained at the C boundary".into())),
     }
+}
+
+/// Reads a C string argument.
+///
+/// # Safety
+/// `s` is NULL or NUL-terminated.
+unsafe fn arg(s: *const c_char, what: &str) -> Result<String, Error> {
+    if s.is_null() {
+        return Err(Error::InvalidArgument(format!("{what} is NULL")));
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    unsafe { CStr::from_ptr(s) }
+        .to_str()
+        .map(str::to_owned)
+        .map_err(|_| Error::InvalidArgument(format!("{what} is not UTF-8")))
+}
+
+fn run(command: Command) -> Result<(), Error> {
+    control::execute(Stream::require()?, command).map(|_| ())
+}
+
+/// Switches streaming on (1) or off (0) as a whole. Off stops the RTS from
+/// posting events (static link) or drops blocks in the shim (shared library).
+#[no_mangle]
+pub extern "C" fn elstream_set_enabled(on: c_int) -> c_int {
+    status(|| run(if on != 0 { Command::On } else { Command::Off }))
+}
+
+/// Changes the event classes: `"sgu"` sets, `"+n-s"` adds and removes
+/// (s scheduler, g GC, n nonmoving GC, p sparks sampled, f sparks full, u user).
+///
+/// # Safety
+/// `change` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn elstream_set_classes(change: *const c_char) -> c_int {
+    status(|| {
+        // SAFETY: forwarded from the caller.
+        let change = unsafe { arg(change, "classes") }?;
+        let change = elstream_format::control::parse_class_change(&change)
+            .map_err(Error::InvalidArgument)?;
+        run(Command::Classes(change))
+    })
+}
+
+/// Posts the RTS's start-up state again (capsets, capabilities, program,
+/// clock) and flushes, so consumers and snapshots carry it.
+#[no_mangle]
+pub extern "C" fn elstream_sync() -> c_int {
+    status(|| run(Command::Sync))
+}
+
+/// Writes out every capability's buffer now (briefly stopping the world on
+/// stock GHC 9.0.2).
+#[no_mangle]
+pub extern "C" fn elstream_flush() -> c_int {
+    status(|| run(Command::Flush))
+}
+
+/// Flushes every `interval_ms` milliseconds; 0 switches the periodic flush off.
+#[no_mangle]
+pub extern "C" fn elstream_set_flush_interval_ms(interval_ms: u32) -> c_int {
+    status(|| {
+        let i = (interval_ms > 0).then(|| std::time::Duration::from_millis(interval_ms as u64));
+        run(Command::FlushInterval(i))
+    })
+}
+
+/// Writes header, state and the ring's blocks to `NAME.eventlog` in the
+/// snapshot directory (config `snapshot-dir=`). The ring is not cleared.
+///
+/// # Safety
+/// `name` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn elstream_snapshot(name: *const c_char) -> c_int {
+    status(|| {
+        // SAFETY: forwarded from the caller.
+        let name = unsafe { arg(name, "snapshot name") }?;
+        run(Command::Snapshot(name))
+    })
+}
+
+/// Posts a user message now and replays it to every consumer that joins
+/// later (e.g. "service ready", a build id).
+///
+/// # Safety
+/// `text` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn elstream_sticky_message(text: *const c_char) -> c_int {
+    status(|| {
+        // SAFETY: forwarded from the caller.
+        let text = unsafe { arg(text, "message") }?;
+        run(Command::Sticky(text))
+    })
+}
+
+/// Runs one control command line (as `elstream ctl` sends) and copies the
+/// reply text, NUL-terminated and truncated to `reply_len`, into `reply`
+/// (may be NULL). Returns 0, or a negative code (the reply then holds the error).
+///
+/// # Safety
+/// `command` is NUL-terminated; `reply` is NULL or has `reply_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn elstream_control(
+    command: *const c_char,
+    reply: *mut c_char,
+    reply_len: usize,
+) -> c_int {
+    let mut text = String::new();
+    let rc = status(|| {
+        // SAFETY: forwarded from the caller.
+        let line = unsafe { arg(command, "command") }?;
+        let r = control::execute_line(Stream::require()?, &line);
+        text = match &r {
+            Ok(t) => t.clone(),
+            Err(e) => e.to_string(),
+        };
+        r.map(|_| ())
+    });
+    if rc != 0 && text.is_empty() {
+        text = CStr::from_ptr(last_error_ptr())
+            .to_string_lossy()
+            .into_owned();
+    }
+    if !reply.is_null() && reply_len > 0 {
+        let n = text.len().min(reply_len - 1);
+        // SAFETY: the caller gives `reply_len` writable bytes; we write n + 1 <= reply_len.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), reply as *mut u8, n);
+            *reply.add(n) = 0;
+        }
+    }
+    rc
 }
 
 /// Counters of a running stream (all zero before `elstream_start`).

@@ -6,6 +6,7 @@
 //! (with `csrc/rts_glue.c`) what the shim asks of the RTS itself.
 
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod ffi;
 pub mod ring;

@@ -35,6 +35,7 @@ pub struct RingCounters {
 
 struct Inner {
     bytes: LocalRb<Heap<u8>>,
+    capacity: usize,
     spans: VecDeque<BlockSpan>,
     max_spans: usize,
     /// Absolute number of the oldest block still held (`spans[0]`).
@@ -62,7 +63,6 @@ pub enum Copied {
 
 pub struct Ring {
     inner: Mutex<Inner>,
-    capacity: usize,
 }
 
 /// Bookkeeping per block is 16 bytes; bound it so that a flood of tiny blocks
@@ -71,20 +71,41 @@ const SPANS_PER_MIB: usize = 1024;
 
 impl Ring {
     pub fn new(capacity: usize) -> Result<Ring, Error> {
-        let bytes = LocalRb::<Heap<u8>>::try_new(capacity)
-            .map_err(|_| Error::Config(format!("cannot allocate a ring of {capacity} bytes")))?;
-        let max_spans = (capacity / (1 << 20)).max(1) * SPANS_PER_MIB;
+        let (bytes, max_spans) = allocate(capacity)?;
         Ok(Ring {
             inner: Mutex::new(Inner {
                 bytes,
+                capacity,
                 spans: VecDeque::with_capacity(max_spans),
                 max_spans,
                 first_block: 0,
                 end_byte: 0,
                 counters: RingCounters::default(),
             }),
-            capacity,
         })
+    }
+
+    /// Gives the ring a new size, keeping the newest blocks that fit (the
+    /// others count as evicted). Writers wait for the copy: an admin action.
+    pub fn resize(&self, capacity: usize) -> Result<(), Error> {
+        let (mut bytes, max_spans) = allocate(capacity)?;
+        let mut spans = VecDeque::with_capacity(max_spans);
+        let mut g = self.lock();
+        let inner = &mut *g;
+        while inner.spans.iter().map(|s| s.len as usize).sum::<usize>() > capacity
+            || inner.spans.len() > max_spans
+        {
+            inner.evict_oldest();
+        }
+        let (a, b) = inner.bytes.as_slices();
+        bytes.push_slice(a);
+        bytes.push_slice(b);
+        spans.extend(inner.spans.iter().copied());
+        inner.bytes = bytes;
+        inner.spans = spans;
+        inner.capacity = capacity;
+        inner.max_spans = max_spans;
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -94,7 +115,7 @@ impl Ring {
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.lock().capacity
     }
 
     /// Appends one whole block, evicting the oldest blocks as needed.
@@ -104,7 +125,7 @@ impl Ring {
         let inner = &mut *g;
         inner.counters.blocks_written += 1;
         inner.counters.bytes_written += block.len() as u64;
-        if block.len() > self.capacity || block.len() > u32::MAX as usize {
+        if block.len() > inner.capacity || block.len() > u32::MAX as usize {
             inner.counters.blocks_evicted += 1;
             inner.counters.bytes_evicted += block.len() as u64;
             return false;
@@ -176,6 +197,12 @@ impl Ring {
     pub fn counters(&self) -> RingCounters {
         self.lock().counters
     }
+}
+
+fn allocate(capacity: usize) -> Result<(LocalRb<Heap<u8>>, usize), Error> {
+    let bytes = LocalRb::<Heap<u8>>::try_new(capacity)
+        .map_err(|_| Error::Config(format!("cannot allocate a ring of {capacity} bytes")))?;
+    Ok((bytes, (capacity / (1 << 20)).max(1) * SPANS_PER_MIB))
 }
 
 impl Inner {
@@ -254,6 +281,41 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn resizing_keeps_the_newest_blocks_at_their_positions() {
+        let ring = Ring::new(100).unwrap();
+        for i in 0..3u8 {
+            ring.push_block(&block(i, 30));
+        }
+        ring.resize(64).unwrap();
+        assert_eq!(ring.capacity(), 64);
+        assert_eq!(ring.counters().blocks_evicted, 1);
+        let mut out = Vec::new();
+        assert!(matches!(
+            ring.copy_block(0, 0, &mut out),
+            Copied::Evicted { first: 1, .. }
+        ));
+        assert_eq!(
+            ring.copy_block(2, 60, &mut out),
+            Copied::Block {
+                next: 3,
+                next_byte: 90
+            }
+        );
+        assert_eq!(out, block(2, 30));
+        ring.resize(1000).unwrap();
+        out.clear();
+        assert_eq!(
+            ring.copy_block(1, 30, &mut out),
+            Copied::Block {
+                next: 2,
+                next_byte: 60
+            }
+        );
+        assert_eq!(out, block(1, 30));
+        assert!(ring.push_block(&block(9, 900)));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elstream_format::{user_message_block, Frame, Header, StreamDecoder, DATA_END};
+use elstream_format::control::{reply, ControlDecoder, Status};
+use elstream_format::{filter_block, user_message_block, DATA_END};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
@@ -24,7 +25,10 @@ use crate::stream::Stream;
 
 pub const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
-const FIRST_CONSUMER: usize = 2;
+const CONTROL: Token = Token(2);
+const FIRST_CONSUMER: usize = 3;
+/// Control connections at once; more are refused.
+const MAX_CONTROL: usize = 16;
 
 /// Binds the socket, replacing a stale one, readable by the owner only.
 pub fn bind(path: &Path) -> Result<UnixListener, Error> {
@@ -60,10 +64,15 @@ pub fn bind(path: &Path) -> Result<UnixListener, Error> {
     Ok(listener)
 }
 
-pub fn spawn(stream: Arc<Stream>, poll: Poll, listener: UnixListener) -> Result<(), Error> {
+pub fn spawn(
+    stream: Arc<Stream>,
+    poll: Poll,
+    listener: UnixListener,
+    control: UnixListener,
+) -> Result<(), Error> {
     std::thread::Builder::new()
         .name("elstream-io".into())
-        .spawn(move || Server::new(stream, poll, listener).run())
+        .spawn(move || Server::new(stream, poll, listener, control).run())
         .map(|_| ())
         .map_err(|e| Error::Rts(format!("cannot start the I/O thread: {e}")))
 }
@@ -80,26 +89,70 @@ struct Consumer {
     finished: bool,
 }
 
+/// A control client: frames in, replies out.
+struct ControlConn {
+    socket: UnixStream,
+    decoder: ControlDecoder,
+    out: Vec<u8>,
+}
+
 struct Server {
     stream: Arc<Stream>,
     poll: Poll,
     listener: UnixListener,
+    control: UnixListener,
     consumers: HashMap<Token, Consumer>,
+    controls: HashMap<Token, ControlConn>,
     next_token: usize,
-    /// The parsed header, for synthesizing drop notices.
-    header: Option<Header>,
+    /// Next block the state cache has not seen yet.
+    tracked: (u64, u64),
+    scratch: Vec<u8>,
 }
 
 impl Server {
-    fn new(stream: Arc<Stream>, poll: Poll, listener: UnixListener) -> Server {
+    fn new(
+        stream: Arc<Stream>,
+        poll: Poll,
+        listener: UnixListener,
+        control: UnixListener,
+    ) -> Server {
         Server {
             stream,
             poll,
             listener,
+            control,
             consumers: HashMap::new(),
+            controls: HashMap::new(),
             next_token: FIRST_CONSUMER,
-            header: None,
+            tracked: (0, 0),
+            scratch: Vec::new(),
         }
+    }
+
+    /// Feeds blocks the state cache has not seen yet into it, once each.
+    fn track_state(&mut self) {
+        let Some(header) = self.stream.parsed_header() else {
+            return;
+        };
+        let (mut pos, mut pos_byte) = self.tracked;
+        loop {
+            self.scratch.clear();
+            match self
+                .stream
+                .ring
+                .copy_block(pos, pos_byte, &mut self.scratch)
+            {
+                Copied::Block { next, next_byte } => {
+                    lock(&self.stream.state).observe_block(header, &self.scratch);
+                    (pos, pos_byte) = (next, next_byte);
+                }
+                Copied::Evicted {
+                    first, first_byte, ..
+                } => (pos, pos_byte) = (first, first_byte),
+                Copied::Empty => break,
+            }
+        }
+        self.tracked = (pos, pos_byte);
     }
 
     fn run(mut self) {
@@ -130,6 +183,8 @@ impl Server {
                 match event.token() {
                     WAKER => serve_all = true,
                     LISTENER => self.accept(),
+                    CONTROL => self.accept_control(),
+                    token if self.controls.contains_key(&token) => self.serve_control(token),
                     token => {
                         if event.is_readable() {
                             self.read_and_discard(token);
@@ -140,6 +195,7 @@ impl Server {
             }
             if serve_all {
                 self.stream.clear_wake();
+                self.track_state();
                 let tokens: Vec<Token> = self.consumers.keys().copied().collect();
                 for token in tokens {
                     self.serve(token);
@@ -154,7 +210,99 @@ impl Server {
             }
         }
         let _ = std::fs::remove_file(&self.stream.config.socket);
+        let _ = std::fs::remove_file(self.stream.config.control_socket());
         self.stream.set_drained();
+    }
+
+    fn accept_control(&mut self) {
+        loop {
+            match self.control.accept() {
+                Ok((mut socket, _)) => {
+                    if self.controls.len() >= MAX_CONTROL {
+                        eprintln!(
+                            "elstream: refused a control client: {MAX_CONTROL} already connected"
+                        );
+                        continue;
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_ok()
+                    {
+                        let conn = ControlConn {
+                            socket,
+                            decoder: ControlDecoder::new(),
+                            out: Vec::new(),
+                        };
+                        self.controls.insert(token, conn);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads requests, runs them, writes replies. A malformed frame closes
+    /// the connection; a bad command only gets an error reply.
+    fn serve_control(&mut self, token: Token) {
+        let Some(conn) = self.controls.get_mut(&token) else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let mut closed = false;
+        loop {
+            match conn.socket.read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => conn.decoder.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        loop {
+            let frame = match conn.decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    // Say why, then hang up.
+                    conn.out.extend(reply(Status::BadRequest, &e.to_string()));
+                    closed = true;
+                    break;
+                }
+            };
+            let answer = match crate::control::execute_line(&self.stream, &frame.text) {
+                Ok(text) => reply(Status::Ok, &text),
+                Err(e) => reply(e.status(), &e.to_string()),
+            };
+            conn.out.extend(answer);
+        }
+        while !conn.out.is_empty() {
+            match conn.socket.write(&conn.out) {
+                Ok(n) => drop(conn.out.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    closed = true;
+                    conn.out.clear();
+                }
+            }
+        }
+        // A client that keeps sending without reading its replies is dropped.
+        if closed || conn.out.len() > 1 << 20 {
+            if let Some(mut c) = self.controls.remove(&token) {
+                let _ = self.poll.registry().deregister(&mut c.socket);
+            }
+        }
     }
 
     fn accept(&mut self) {
@@ -239,17 +387,6 @@ impl Server {
         }
     }
 
-    fn parsed_header(&mut self, raw: &[u8]) -> Option<&Header> {
-        if self.header.is_none() {
-            let mut decoder = StreamDecoder::new();
-            decoder.push(raw);
-            if let Ok(Some(Frame::Header(h))) = decoder.next_frame() {
-                self.header = Some(h);
-            }
-        }
-        self.header.as_ref()
-    }
-
     /// Sends as much as the consumer's socket takes.
     fn serve(&mut self, token: Token) {
         loop {
@@ -285,20 +422,32 @@ impl Server {
 
     /// Puts the consumer's next piece into `out`; false when there is none yet.
     fn refill(&mut self, token: Token) -> bool {
-        let Some(raw_header) = self.stream.header() else {
+        let stream = self.stream.clone();
+        let Some(raw_header) = stream.header() else {
             return false;
         };
-        let ended = self.stream.is_ended();
         let c = self.consumers.get_mut(&token).expect("present");
         if !c.header_sent {
             c.out.extend_from_slice(&raw_header);
             c.header_sent = true;
+            // A consumer that misses the stream's first blocks gets the state
+            // they carried (and the sticky messages) before anything else.
+            if let Some(header) = stream.parsed_header().filter(|_| c.next > 0) {
+                for block in lock(&stream.state).replay(header) {
+                    c.out.extend_from_slice(&block);
+                }
+            }
             return true;
         }
-        match self.stream.ring.copy_block(c.next, c.next_byte, &mut c.out) {
+        match stream.ring.copy_block(c.next, c.next_byte, &mut c.out) {
             Copied::Block { next, next_byte } => {
                 c.next = next;
                 c.next_byte = next_byte;
+                if let (Some(keep), Some(header)) =
+                    (crate::control::shim_filter(&stream), stream.parsed_header())
+                {
+                    c.out = filter_block(header, &c.out, keep);
+                }
                 true
             }
             Copied::Evicted {
@@ -309,21 +458,18 @@ impl Server {
             } => {
                 c.next = first;
                 c.next_byte = first_byte;
-                let counters = &self.stream.consumers;
+                let counters = &stream.consumers;
                 counters.blocks_dropped.fetch_add(blocks, Ordering::Relaxed);
                 counters.bytes_dropped.fetch_add(bytes, Ordering::Relaxed);
                 let text = format!("elstream: dropped {blocks} blocks ({bytes} bytes)");
-                if let Some(header) = self.parsed_header(&raw_header) {
-                    let notice = user_message_block(header, 0, &text);
-                    self.consumers
-                        .get_mut(&token)
-                        .expect("present")
-                        .out
-                        .extend_from_slice(&notice);
+                if let Some(header) = stream.parsed_header() {
+                    let time = lock(&stream.state).last_time;
+                    c.out
+                        .extend_from_slice(&user_message_block(header, time, &text));
                 }
                 true
             }
-            Copied::Empty if ended => {
+            Copied::Empty if stream.is_ended() => {
                 c.out.extend_from_slice(&DATA_END);
                 c.finished = true;
                 true
@@ -331,4 +477,8 @@ impl Server {
             Copied::Empty => false,
         }
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

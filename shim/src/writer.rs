@@ -79,6 +79,7 @@ impl Stream {
             WriteKind::Header { offset } => self.set_header(&bytes[offset..]),
             // The stream's end is the I/O thread's to write, once, at the real stop.
             WriteKind::DataEnd => {}
+            WriteKind::Block if self.is_discarding() => {}
             WriteKind::Block => {
                 self.ring.push_block(bytes);
                 self.wake();
