@@ -211,7 +211,8 @@ impl Proxy {
             if can_read {
                 self.pump_source()?;
             }
-            let timeout = if can_read && self.source.wants_read() {
+            let exit_due = self.shutdown.is_some() && self.subs.values().all(|s| s.is_flushed());
+            let timeout = if exit_due || (can_read && self.source.wants_read()) {
                 Some(Duration::ZERO)
             } else {
                 self.next_deadline()
