@@ -156,10 +156,10 @@ impl Server {
     }
 
     fn run(mut self) {
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut self.listener, LISTENER, Interest::READABLE)
+        let registry = self.poll.registry();
+        if let Err(e) = registry
+            .register(&mut self.listener, LISTENER, Interest::READABLE)
+            .and_then(|_| registry.register(&mut self.control, CONTROL, Interest::READABLE))
         {
             eprintln!("elstream: I/O thread cannot watch its socket: {e}");
             return;

@@ -14,6 +14,15 @@ module GHC.Eventlog.Stream
   , startWith
   , stop
   , withEventlogStream
+    -- * Runtime control
+  , setEnabled
+  , setClasses
+  , sync
+  , flush
+  , setFlushInterval
+  , snapshot
+  , stickyMessage
+  , control
     -- * Errors
   , ElstreamError (..)
     -- * Counters
@@ -23,9 +32,9 @@ module GHC.Eventlog.Stream
 
 import Control.Concurrent (rtsSupportsBoundThreads, runInBoundThread)
 import Control.Exception (Exception, bracket_, throwIO)
-import Data.Word (Word64)
+import Data.Word (Word32, Word64)
 import Foreign.C.String (CString, peekCString, withCString)
-import Foreign.C.Types (CInt (..))
+import Foreign.C.Types (CInt (..), CSize (..))
 import Foreign.Marshal.Alloc (allocaBytes)
 import Foreign.Ptr (Ptr, nullPtr)
 import Foreign.Storable (Storable (..))
@@ -41,6 +50,30 @@ foreign import ccall unsafe "elstream_last_error"
 
 foreign import ccall safe "elstream_get_stats"
   c_elstream_get_stats :: Ptr Stats -> IO CInt
+
+foreign import ccall safe "elstream_set_enabled"
+  c_elstream_set_enabled :: CInt -> IO CInt
+
+foreign import ccall safe "elstream_set_classes"
+  c_elstream_set_classes :: CString -> IO CInt
+
+foreign import ccall safe "elstream_sync"
+  c_elstream_sync :: IO CInt
+
+foreign import ccall safe "elstream_flush"
+  c_elstream_flush :: IO CInt
+
+foreign import ccall safe "elstream_set_flush_interval_ms"
+  c_elstream_set_flush_interval_ms :: Word32 -> IO CInt
+
+foreign import ccall safe "elstream_snapshot"
+  c_elstream_snapshot :: CString -> IO CInt
+
+foreign import ccall safe "elstream_sticky_message"
+  c_elstream_sticky_message :: CString -> IO CInt
+
+foreign import ccall safe "elstream_control"
+  c_elstream_control :: CString -> CString -> CSize -> IO CInt
 
 -- | A failed elstream call: its negative return code and the text of
 -- @elstream_last_error()@.
@@ -131,3 +164,45 @@ stats :: IO Stats
 stats = allocaBytes (sizeOf (undefined :: Stats)) $ \p -> do
   checked "elstream_get_stats" (c_elstream_get_stats p)
   peek p
+
+-- | Switches streaming on or off as a whole (the RTS stops posting events
+-- while off when the shim is linked statically).
+setEnabled :: Bool -> IO ()
+setEnabled on = checked "elstream_set_enabled" (c_elstream_set_enabled (if on then 1 else 0))
+
+-- | Changes the event classes: @"sgu"@ sets them, @"+n-s"@ adds and removes
+-- (s scheduler, g GC, n nonmoving GC, p sparks sampled, f sparks full, u user).
+setClasses :: String -> IO ()
+setClasses change = checked "elstream_set_classes" (withCString change c_elstream_set_classes)
+
+-- | Posts the RTS's start-up state again (capsets, capabilities, program
+-- identity, wall clock) and flushes.
+sync :: IO ()
+sync = checked "elstream_sync" c_elstream_sync
+
+-- | Writes out every capability's eventlog buffer now.
+flush :: IO ()
+flush = checked "elstream_flush" c_elstream_flush
+
+-- | Flushes every so many milliseconds; 0 switches the periodic flush off.
+setFlushInterval :: Int -> IO ()
+setFlushInterval ms =
+  checked "elstream_set_flush_interval_ms" (c_elstream_set_flush_interval_ms (fromIntegral (max 0 ms)))
+
+-- | Writes the ring (header, state, blocks) to @NAME.eventlog@ in the
+-- snapshot directory without clearing it.
+snapshot :: String -> IO ()
+snapshot name = checked "elstream_snapshot" (withCString name c_elstream_snapshot)
+
+-- | Posts a user message that every consumer joining later also receives.
+stickyMessage :: String -> IO ()
+stickyMessage msg = checked "elstream_sticky_message" (withCString msg c_elstream_sticky_message)
+
+-- | Runs one control command line (as @elstream ctl@ sends it, e.g.
+-- @"status"@) and returns the reply text; throws 'ElstreamError' on failure.
+control :: String -> IO String
+control command = do
+  let size = 65536
+  allocaBytes size $ \buf -> do
+    checked "elstream_control" (withCString command $ \c -> c_elstream_control c buf (fromIntegral size))
+    peekCString buf
