@@ -97,10 +97,11 @@ int elstream_glue_patched_api(void)
     return rts_eventLogStreamingApiVersion != NULL ? rts_eventLogStreamingApiVersion() : 0;
 }
 
-/* 1 while the scheduler runs; 0 once hs_exit has begun (rts_lock is fatal then). */
+/* 0 once hs_exit has begun (rts_lock is fatal then); 1 otherwise, also when
+ * the scheduler's state is out of reach (shared library). */
 int elstream_glue_scheduler_running(void)
 {
-    return &sched_state != NULL && sched_state == SCHED_RUNNING;
+    return &sched_state == NULL || sched_state == SCHED_RUNNING;
 }
 
 unsigned elstream_glue_get_classes(void)
@@ -184,7 +185,7 @@ int elstream_glue_stopped_world(unsigned ops, const void *writer, unsigned class
 {
     if (!elstream_glue_can_stop_world() || !elstream_glue_rts_present())
         return -1;
-    if (!elstream_glue_scheduler_running())
+    if (sched_state != SCHED_RUNNING)
         return -2;
     Capability *cap = rts_lock();
     Task *task = my_task;

@@ -200,8 +200,15 @@ impl Ring {
 }
 
 fn allocate(capacity: usize) -> Result<(LocalRb<Heap<u8>>, usize), Error> {
-    let bytes = LocalRb::<Heap<u8>>::try_new(capacity)
+    let mut bytes = LocalRb::<Heap<u8>>::try_new(capacity)
         .map_err(|_| Error::Config(format!("cannot allocate a ring of {capacity} bytes")))?;
+    // Touch every page now, so the RTS's first writes do not pay page faults.
+    let zeros = [0u8; 64 * 1024];
+    while bytes.vacant_len() > 0 {
+        let n = bytes.vacant_len().min(zeros.len());
+        bytes.push_slice(&zeros[..n]);
+    }
+    bytes.clear();
     Ok((bytes, (capacity / (1 << 20)).max(1) * SPANS_PER_MIB))
 }
 
