@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export CARGO_TERM_COLOR=never
 cargo build --release --workspace --all-targets
+# The RTS patches: apply to Debian's 9.0.2 source, build, and test natively.
+bash ghc-patches/test.sh
 cargo test --release --workspace -- --test-threads=2
