@@ -1,6 +1,7 @@
 //! `elstream`: serve a GHC program's eventlog, live, to many consumers.
 
 mod bench;
+mod ctl;
 mod error;
 mod listen;
 mod recv;
@@ -13,6 +14,7 @@ mod store;
 mod subscriber;
 mod udp_out;
 mod units;
+mod watch;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -112,6 +114,38 @@ enum Cmd {
     /// Measure fan-out throughput and `run` overhead (see proxy/README.md).
     #[command(hide = true)]
     Bench(bench::BenchArgs),
+    /// Watch a stream as it arrives: user messages and markers as they come,
+    /// and a summary line per interval (events, GC count and pauses, thread runs).
+    Watch {
+        /// unix:PATH (the shim's socket or a proxy's), tcp://HOST:PORT (a proxy),
+        /// file:PATH, or - (stdin, e.g. from `elstream recv udp://...`).
+        endpoint: Endpoint,
+        /// Summary interval, in the program's own time.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        every: Duration,
+        /// Print every event, not only user events and summaries.
+        #[arg(long)]
+        all: bool,
+        /// Exit after this many user messages or markers (0: at the end of the stream).
+        #[arg(long, default_value_t = 0)]
+        max_user: u64,
+    },
+    /// Send control commands to a running program's shim and print the replies.
+    ///
+    /// Commands: status, on, off, classes [=|+|-]LETTERS (e.g. `classes +n-s`),
+    /// sync, flush, flush-interval DURATION|off, snapshot NAME, ring-size SIZE,
+    /// sticky TEXT. Exit code 1 when the shim refused one.
+    Ctl {
+        /// The shim's control socket: unix:PATH, normally the stream socket + `.ctl`.
+        #[arg(long)]
+        to: Endpoint,
+        /// How long to wait for each reply.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// One or more command lines, each one argument (quote them).
+        #[arg(required = true)]
+        commands: Vec<String>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -301,6 +335,22 @@ fn main() {
         }
         Cmd::Stats { endpoint } => stats(&endpoint),
         Cmd::Bench(args) => bench::bench(args),
+        Cmd::Watch {
+            endpoint,
+            every,
+            all,
+            max_user,
+        } => watch::watch(watch::WatchOpts {
+            source: endpoint,
+            every,
+            all,
+            max_user,
+        }),
+        Cmd::Ctl {
+            to,
+            timeout,
+            commands,
+        } => ctl::ctl(&to, &commands, timeout),
     };
     match r {
         Ok(code) => std::process::exit(code),
