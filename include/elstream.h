@@ -9,6 +9,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+// The version of [`elstream_sink_vtable`] this shim speaks.
+#define ELSTREAM_SINK_ABI_VERSION 1
+
+// A sink's callbacks. All run on the shim's I/O thread, one at a time, with
+// the `ctx` given to `elstream_add_sink`. Byte pointers are valid only during
+// the call. Any callback may be NULL.
+typedef struct {
+  // Must be `ELSTREAM_SINK_ABI_VERSION`.
+  uint32_t abi_version;
+  // The eventlog header (`hdrb` .. `datb`), once, first.
+  void (*on_header)(void *ctx, const uint8_t *bytes, uintptr_t len);
+  // One whole block (replayed state first when the sink joined late).
+  void (*on_block)(void *ctx, const uint8_t *bytes, uintptr_t len);
+  // Blocks the sink missed because it fell a ring behind.
+  void (*on_drop)(void *ctx, uint64_t blocks, uint64_t bytes);
+  // The stream ended; no call follows. The sink may free `ctx` here.
+  void (*on_stop)(void *ctx);
+} elstream_sink_vtable;
+
 // Layout of GHC's `EventLogWriter` (includes/rts/EventLogWriter.h).
 typedef struct {
   void (*init_event_log_writer)(void);
@@ -87,6 +106,16 @@ int elstream_sticky_message(const char *text);
 // # Safety
 // `command` is NUL-terminated; `reply` is NULL or has `reply_len` bytes.
 int elstream_control(const char *command, char *reply, uintptr_t reply_len);
+
+// Adds an in-process sink: `vtable`'s callbacks receive the header, every
+// block (from the oldest still in the ring), drop notices and the stop, on
+// the shim's I/O thread. The vtable is copied; `ctx` is passed back as is.
+// Returns 0, -3 before start, -6 for a NULL vtable or another ABI version.
+//
+// # Safety
+// `vtable` is NULL or points to a valid `elstream_sink_vtable`; the callbacks
+// and `ctx` stay usable until `on_stop` (or the end of the process).
+int elstream_add_sink(const elstream_sink_vtable *vtable, void *ctx);
 
 // Starts streaming. `config` is `ENDPOINT[,key=value]...` (see the README);
 // NULL or "" takes `$ELSTREAM`, then `unix:/tmp/elstream-<pid>.sock`.

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::control;
 use crate::error::{clear_last_error, last_error_ptr, set_last_error, Error};
+use crate::sink::{elstream_sink_vtable, Sink, ELSTREAM_SINK_ABI_VERSION};
 use crate::stream::Stream;
 use crate::writer::{EventLogWriter, WRITER};
 use elstream_format::control::Command;
@@ -164,6 +165,36 @@ pub unsafe extern "C" fn elstream_control(
         }
     }
     rc
+}
+
+/// Adds an in-process sink: `vtable`'s callbacks receive the header, every
+/// block (from the oldest still in the ring), drop notices and the stop, on
+/// the shim's I/O thread. The vtable is copied; `ctx` is passed back as is.
+/// Returns 0, -3 before start, -6 for a NULL vtable or another ABI version.
+///
+/// # Safety
+/// `vtable` is NULL or points to a valid `elstream_sink_vtable`; the callbacks
+/// and `ctx` stay usable until `on_stop` (or the end of the process).
+#[no_mangle]
+pub unsafe extern "C" fn elstream_add_sink(
+    vtable: *const elstream_sink_vtable,
+    ctx: *mut std::ffi::c_void,
+) -> c_int {
+    status(|| {
+        if vtable.is_null() {
+            return Err(Error::InvalidArgument("sink vtable is NULL".into()));
+        }
+        // SAFETY: checked non-NULL; the caller promises a valid vtable.
+        let vt = unsafe { *vtable };
+        if vt.abi_version != ELSTREAM_SINK_ABI_VERSION {
+            return Err(Error::InvalidArgument(format!(
+                "sink ABI version {} (this shim speaks {ELSTREAM_SINK_ABI_VERSION})",
+                vt.abi_version
+            )));
+        }
+        Stream::require()?.add_sink(Sink::new(vt, ctx));
+        Ok(())
+    })
 }
 
 /// Counters of a running stream (all zero before `elstream_start`).

@@ -12,5 +12,6 @@ pub mod ffi;
 pub mod ring;
 pub mod rts;
 mod server;
+pub mod sink;
 pub mod stream;
 pub mod writer;

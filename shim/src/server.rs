@@ -103,6 +103,7 @@ struct Server {
     control: UnixListener,
     consumers: HashMap<Token, Consumer>,
     controls: HashMap<Token, ControlConn>,
+    sinks: Vec<crate::sink::Sink>,
     next_token: usize,
     /// Next block the state cache has not seen yet.
     tracked: (u64, u64),
@@ -123,6 +124,7 @@ impl Server {
             control,
             consumers: HashMap::new(),
             controls: HashMap::new(),
+            sinks: Vec::new(),
             next_token: FIRST_CONSUMER,
             tracked: (0, 0),
             scratch: Vec::new(),
@@ -166,12 +168,16 @@ impl Server {
         }
         let mut events = Events::with_capacity(256);
         let mut ended_at = None;
+        let mut sinks_behind = false;
         loop {
-            // The timeout only bounds how late an ended stream notices drained consumers.
-            if let Err(e) = self
-                .poll
-                .poll(&mut events, Some(Duration::from_millis(200)))
-            {
+            // The timeout only bounds how late an ended stream notices drained
+            // consumers; sinks with blocks waiting get another round at once.
+            let timeout = if sinks_behind {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(200)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -201,6 +207,7 @@ impl Server {
                     self.serve(token);
                 }
             }
+            sinks_behind = self.serve_sinks();
             if self.stream.is_ended() {
                 let since = *ended_at.get_or_insert_with(std::time::Instant::now);
                 // Consumers that do not take the tail within the linger are let go.
@@ -209,9 +216,24 @@ impl Server {
                 }
             }
         }
+        // Sinks get the whole tail (they are in-process: no linger needed).
+        while self.serve_sinks() {}
+        for sink in &self.sinks {
+            sink.stop();
+        }
         let _ = std::fs::remove_file(&self.stream.config.socket);
         let _ = std::fs::remove_file(self.stream.config.control_socket());
         self.stream.set_drained();
+    }
+
+    /// One round for every sink; true when some still have blocks waiting.
+    fn serve_sinks(&mut self) -> bool {
+        self.sinks.append(&mut lock(&self.stream.new_sinks));
+        let mut behind = false;
+        for sink in &mut self.sinks {
+            behind |= sink.serve(&self.stream, &mut self.scratch);
+        }
+        behind
     }
 
     fn accept_control(&mut self) {

@@ -56,6 +56,8 @@ pub struct Stream {
     /// The I/O thread has handed everything to every consumer (or gave up).
     drained: (Mutex<bool>, Condvar),
     pub snapshot_busy: AtomicBool,
+    /// Sinks added since the I/O thread last looked.
+    pub(crate) new_sinks: Mutex<Vec<crate::sink::Sink>>,
     pub consumers: ConsumerCounters,
     pid: u32,
 }
@@ -118,6 +120,7 @@ impl Stream {
             api_stopping: AtomicBool::new(false),
             drained: (Mutex::new(false), Condvar::new()),
             snapshot_busy: AtomicBool::new(false),
+            new_sinks: Mutex::new(Vec::new()),
             consumers: ConsumerCounters::default(),
             pid: std::process::id(),
         });
@@ -202,6 +205,12 @@ impl Stream {
         stream.end_stream();
         stream.wait_drained();
         Ok(())
+    }
+
+    /// Hands a sink to the I/O thread.
+    pub(crate) fn add_sink(&self, sink: crate::sink::Sink) {
+        lock(&self.new_sinks).push(sink);
+        self.wake();
     }
 
     pub(crate) fn is_own_process(&self) -> bool {
