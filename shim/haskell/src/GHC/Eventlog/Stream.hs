@@ -23,6 +23,9 @@ module GHC.Eventlog.Stream
   , snapshot
   , stickyMessage
   , control
+    -- * In-process sinks
+  , Sink (..)
+  , addSink
     -- * Errors
   , ElstreamError (..)
     -- * Counters
@@ -36,7 +39,9 @@ import Data.Word (Word32, Word64)
 import Foreign.C.String (CString, peekCString, withCString)
 import Foreign.C.Types (CInt (..), CSize (..))
 import Foreign.Marshal.Alloc (allocaBytes)
-import Foreign.Ptr (Ptr, nullPtr)
+import Data.Word (Word8)
+import Foreign.Marshal.Alloc (mallocBytes)
+import Foreign.Ptr (FunPtr, Ptr, nullPtr)
 import Foreign.Storable (Storable (..))
 
 foreign import ccall safe "elstream_start"
@@ -71,6 +76,17 @@ foreign import ccall safe "elstream_snapshot"
 
 foreign import ccall safe "elstream_sticky_message"
   c_elstream_sticky_message :: CString -> IO CInt
+
+foreign import ccall safe "elstream_add_sink"
+  c_elstream_add_sink :: Ptr () -> Ptr () -> IO CInt
+
+type BytesCb = Ptr () -> Ptr Word8 -> CSize -> IO ()
+type DropCb = Ptr () -> Word64 -> Word64 -> IO ()
+type StopCb = Ptr () -> IO ()
+
+foreign import ccall "wrapper" mkBytesCb :: BytesCb -> IO (FunPtr BytesCb)
+foreign import ccall "wrapper" mkDropCb :: DropCb -> IO (FunPtr DropCb)
+foreign import ccall "wrapper" mkStopCb :: StopCb -> IO (FunPtr StopCb)
 
 foreign import ccall safe "elstream_control"
   c_elstream_control :: CString -> CString -> CSize -> IO CInt
@@ -206,3 +222,31 @@ control command = do
   allocaBytes size $ \buf -> do
     checked "elstream_control" (withCString command $ \c -> c_elstream_control c buf (fromIntegral size))
     peekCString buf
+
+-- | An in-process sink. The callbacks run on the shim's I/O thread (never on
+-- a thread of yours, never on an RTS thread): the header once, then every
+-- whole block, drop notices (blocks, bytes) when the sink fell a ring behind,
+-- and the stop. Byte pointers are valid only during the call: copy what you
+-- keep. Slow callbacks delay the socket consumers, not the program.
+data Sink = Sink
+  { sinkHeader :: Ptr Word8 -> Int -> IO ()
+  , sinkBlock  :: Ptr Word8 -> Int -> IO ()
+  , sinkDrop   :: Word64 -> Word64 -> IO ()
+  , sinkStop   :: IO ()
+  }
+
+-- | Adds a sink (after 'start'). Its callbacks live as long as the program.
+addSink :: Sink -> IO ()
+addSink sink = do
+  hdr <- mkBytesCb (\_ p n -> sinkHeader sink p (fromIntegral n))
+  blk <- mkBytesCb (\_ p n -> sinkBlock sink p (fromIntegral n))
+  drp <- mkDropCb (\_ b n -> sinkDrop sink b n)
+  stp <- mkStopCb (\_ -> sinkStop sink)
+  -- elstream_sink_vtable: u32 abi_version (= 1), then four function pointers.
+  vt <- mallocBytes 40
+  pokeByteOff vt 0 (1 :: Word32)
+  pokeByteOff vt 8 hdr
+  pokeByteOff vt 16 blk
+  pokeByteOff vt 24 drp
+  pokeByteOff vt 32 stp
+  checked "elstream_add_sink" (c_elstream_add_sink vt nullPtr)
