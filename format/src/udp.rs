@@ -314,7 +314,8 @@ impl Reassembler {
             self.lost_datagrams += d.seq - self.expected_seq;
             self.current = None;
         }
-        self.expected_seq = d.seq + 1;
+        // Saturating: a (hostile) seq of u64::MAX must not wrap to 0.
+        self.expected_seq = d.seq.saturating_add(1);
 
         if d.is_start() {
             if d.offset != 0 {
@@ -446,6 +447,23 @@ mod tests {
         d[24..28].copy_from_slice(&4u32.to_be_bytes());
         assert!(matches!(Datagram::parse(&d), Err(UdpError::Overrun { .. })));
         assert!(Packetizer::new(1, 10).is_err());
+    }
+
+    #[test]
+    fn last_sequence_number_does_not_overflow() {
+        // Found by fuzz/udp: seq u64::MAX overflowed the expected sequence number
+        // (a panic with overflow checks; in release it wrapped to 0, and the next
+        // datagram was reported as ~2^64 lost datagrams).
+        let mut p = Packetizer::new(3, 64).unwrap();
+        let mut out = Vec::new();
+        let mut r = Reassembler::new();
+        for (i, seq) in [u64::MAX - 1, u64::MAX, u64::MAX].into_iter().enumerate() {
+            let mut d = frames(&mut p, FrameKind::Block, &[i as u8; 8]).remove(0);
+            d[12..20].copy_from_slice(&seq.to_be_bytes());
+            r.push(&d, &mut out).unwrap();
+        }
+        assert_eq!(r.pending_loss(), 0);
+        assert!(!out.iter().any(|o| matches!(o, Reassembled::Loss(_))));
     }
 
     #[test]
