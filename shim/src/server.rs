@@ -201,11 +201,12 @@ impl Server {
             }
             if serve_all {
                 self.stream.clear_wake();
-                self.track_state();
                 let tokens: Vec<Token> = self.consumers.keys().copied().collect();
                 for token in tokens {
                     self.serve(token);
                 }
+                // Blocks no consumer has taken yet (or no consumer at all).
+                self.track_state();
             }
             sinks_behind = self.serve_sinks();
             if self.stream.is_ended() {
@@ -463,6 +464,14 @@ impl Server {
         }
         match stream.ring.copy_block(c.next, c.next_byte, &mut c.out) {
             Copied::Block { next, next_byte } => {
+                // The state cache reads the block from this copy when it is
+                // the next one it needs: no second copy out of the ring.
+                if self.tracked.0 == c.next {
+                    if let Some(header) = stream.parsed_header() {
+                        lock(&stream.state).observe_block(header, &c.out);
+                        self.tracked = (next, next_byte);
+                    }
+                }
                 c.next = next;
                 c.next_byte = next_byte;
                 if let (Some(keep), Some(header)) =
