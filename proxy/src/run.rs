@@ -210,6 +210,7 @@ pub fn run(mut cfg: Config, opts: RunOpts) -> Result<i32> {
     let dir = RunDir::create(&prog, &info)?;
     cfg.source = Endpoint::Fifo(dir.fifo.clone());
     let mut proxy = Proxy::new(cfg)?;
+    proxy.open_source()?;
     let mut cmd = Command::new(&prog);
     cmd.args(&opts.program[1..]);
     if info.version >= (8, 8) {

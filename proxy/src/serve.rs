@@ -171,6 +171,11 @@ impl Proxy {
         self.listeners.iter().map(|l| l.local()).collect()
     }
 
+    /// Opens the source now (before `run` starts the program).
+    pub fn open_source(&mut self) -> Result<()> {
+        self.source.tick(Instant::now(), self.poll.registry())
+    }
+
     /// `run` mode: the loop also waits for this child and ends with its status.
     pub fn attach_child(&mut self, child: Child) {
         self.child = Some(RunChild {
@@ -192,7 +197,10 @@ impl Proxy {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            if self.gate_open() && !self.source_done && self.shutdown.is_none() {
+            // The source opens at once (--wait-subscribers only holds back
+            // reading): an RTS opens its FIFO read-write and would lose what
+            // it wrote if it exited before any reader had the FIFO open.
+            if !self.source_done && self.shutdown.is_none() {
                 self.source.tick(now, self.poll.registry())?;
             }
             self.timers(now);
@@ -262,7 +270,7 @@ impl Proxy {
 
     fn next_deadline(&self) -> Option<Instant> {
         let mut d: Vec<Option<Instant>> = vec![self.shutdown, self.next_stats_line];
-        if self.gate_open() && !self.source_done {
+        if !self.source_done {
             d.push(self.source.deadline());
         }
         d.extend(self.udp.iter().map(|u| u.next_resend));
@@ -516,6 +524,9 @@ impl Proxy {
         }
         for t in overflow {
             self.totals.disconnected_overflow += 1;
+            if let Some(s) = self.subs.get(&t) {
+                tracing::warn!(peer = %s.peer, "subscriber's queue is full: disconnecting it (policy: disconnect)");
+            }
             self.drop_sub(t, "queue full (policy: disconnect)");
         }
         for t in live {

@@ -210,8 +210,11 @@ impl Subscriber {
                 }
                 self.pending = PendingDrop::default();
             }
-            let mut iov = Vec::with_capacity(MAX_IOV.min(self.queue.len()));
-            for (i, c) in self.queue.iter().take(MAX_IOV).enumerate() {
+            // With drops pending, write only the partly written front, so the
+            // notice goes out right after it, where the dropped blocks were.
+            let max_iov = if self.pending.blocks > 0 { 1 } else { MAX_IOV };
+            let mut iov = Vec::with_capacity(max_iov.min(self.queue.len()));
+            for (i, c) in self.queue.iter().take(max_iov).enumerate() {
                 let from = if i == 0 { self.front_off } else { 0 };
                 iov.push(IoSlice::new(&c.bytes[from..]));
             }
