@@ -1,0 +1,142 @@
+//! Shim → proxy → many subscribers, with the shim-linked Demo program.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn demo(sock: &std::path::Path, args: &[&str], wait: Option<u32>) -> Command {
+    let mut c = Command::new(example("Demo"));
+    c.args(args)
+        .arg(format!("--stream=unix:{}", sock.display()));
+    if let Some(n) = wait {
+        c.arg(format!("--wait-consumers={n}"));
+    }
+    c.args(["+RTS", "-N2", "-RTS"]).stdout(Stdio::piped());
+    c
+}
+
+#[test]
+fn shim_to_proxy_to_8_tcp_2_unix_and_1_udp_subscribers() {
+    let dir = TempDir::new("shim-fanout");
+    let shim_sock = dir.join("demo.sock");
+    let port = free_tcp_port();
+    let uport = free_udp_port();
+    let sub_sock = dir.join("subs.sock");
+    let udp_out = dir.join("udp.eventlog");
+    let recv = ChildGuard::spawn(&mut elstream_cmd(
+        &dir,
+        "recv",
+        &[
+            "recv",
+            &format!("udp://127.0.0.1:{uport}"),
+            "-o",
+            udp_out.to_str().unwrap(),
+            "--sessions",
+            "1",
+            "--idle-timeout",
+            "120s",
+        ],
+    ));
+    wait_udp_bound(uport);
+    // The program waits for two consumers of its shim: the proxy and a direct one.
+    let prog = ChildGuard::spawn(&mut demo(&shim_sock, &["12", "10", "3000"], Some(2)));
+    assert!(wait_for_path(&shim_sock, LONG));
+    let _proxy = ChildGuard::spawn(&mut elstream_cmd(
+        &dir,
+        "proxy",
+        &[
+            "proxy",
+            "--source",
+            &format!("unix:{}", shim_sock.display()),
+            "--listen",
+            &port.to_string(),
+            "--listen",
+            &format!("unix:{}", sub_sock.display()),
+            "--udp",
+            &format!("127.0.0.1:{uport}"),
+            "--stats",
+            &format!("unix:{}", stats_sock(&dir).display()),
+            "--wait-subscribers",
+            "10",
+        ],
+    ));
+    wait_stats(&dir);
+    let mut subs: Vec<_> = (0..8).map(|_| sub_tcp(port)).collect();
+    subs.extend((0..2).map(|_| sub_unix(&sub_sock)));
+    assert!(wait_until(LONG, || stats(&dir).contains("subscribers_accepted=10")));
+    let direct = sub_unix(&shim_sock);
+    let out = prog.wait_timeout(LONG);
+    assert!(out.status.success(), "demo: {out:?}");
+    let counts = parse_counts(&String::from_utf8_lossy(&out.stdout));
+
+    let direct = direct.join().unwrap();
+    let dc = check_saved(&dir, "direct.eventlog", &direct);
+    dc.assert_ok();
+    assert_eq!(dc.user_messages.len() as u64, counts["user-events"]);
+    let want = sequence_saved(&dir, "direct.eventlog", &direct);
+    for (i, h) in subs.into_iter().enumerate() {
+        let bytes = h.join().unwrap();
+        let name = format!("sub{i}.eventlog");
+        let c = check_saved(&dir, &name, &bytes);
+        c.assert_ok();
+        assert_eq!(
+            c.user_messages.len() as u64,
+            counts["user-events"],
+            "{name}"
+        );
+        assert_eq!(
+            sequence_saved(&dir, &name, &bytes),
+            want,
+            "{name} differs from the shim's"
+        );
+    }
+    let r = recv.wait_timeout(LONG);
+    assert!(r.status.success(), "{}", stderr_of(&dir, "recv"));
+    assert!(stderr_of(&dir, "recv").contains("lost 0 datagrams"));
+    check(&udp_out).assert_ok();
+    assert_eq!(event_sequence(&udp_out), want, "UDP output differs");
+}
+
+#[test]
+fn proxy_killed_and_restarted_while_the_program_runs() {
+    let dir = TempDir::new("shim-restart");
+    let shim_sock = dir.join("demo.sock");
+    let port = free_tcp_port();
+    // About 10 s of work, so the proxy can die and come back in the middle.
+    let prog = ChildGuard::spawn(&mut demo(&shim_sock, &["200", "50", "3000"], None));
+    assert!(wait_for_path(&shim_sock, LONG));
+    let proxy_args = [
+        "proxy",
+        "--source",
+        &format!("unix:{}", shim_sock.display()),
+        "--listen",
+        &port.to_string(),
+        "--stats",
+        &format!("unix:{}", stats_sock(&dir).display()),
+    ];
+    let first = ChildGuard::spawn(&mut elstream_cmd(&dir, "proxy1", &proxy_args));
+    wait_stats(&dir);
+    let early = sub_tcp(port);
+    assert!(wait_until(LONG, || stats(&dir).contains("state=live")));
+    first.signal("KILL");
+    drop(first);
+    let early = early.join().unwrap();
+    let c = check_saved(&dir, "early.eventlog", &early);
+    assert!(c.error.is_none(), "{c:#?}");
+
+    // Same port and stats socket path (left behind by the killed proxy).
+    let _second = ChildGuard::spawn(&mut elstream_cmd(&dir, "proxy2", &proxy_args));
+    wait_stats(&dir);
+    let late = sub_tcp(port);
+    let out = prog.wait_timeout(LONG);
+    assert!(out.status.success(), "the program was disturbed: {out:?}");
+    let late = late.join().unwrap();
+    let c = check_saved(&dir, "late.eventlog", &late);
+    c.assert_ok();
+    assert_eq!(c.user_count("DEMO end"), 1, "{c:#?}");
+    assert!(
+        stderr_of(&dir, "proxy2").is_empty() || !stderr_of(&dir, "proxy2").contains("panicked")
+    );
+}
