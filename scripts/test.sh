@@ -8,4 +8,4 @@ export CARGO_TERM_COLOR=never
 cargo build --release --workspace --all-targets
 # The RTS patches: apply to Debian's 9.0.2 source, build, and test natively.
 bash ghc-patches/test.sh
-cargo test --release --workspace -- --test-threads=2
+cargo test --release --workspace --no-fail-fast -- --test-threads=2
