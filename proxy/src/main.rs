@@ -1,6 +1,5 @@
 //! `elstream`: serve a GHC program's eventlog, live, to many consumers.
 
-mod bench;
 mod ctl;
 mod error;
 mod listen;
@@ -111,9 +110,6 @@ enum Cmd {
         /// The proxy's --stats endpoint (unix:PATH or tcp://HOST:PORT).
         endpoint: Endpoint,
     },
-    /// Measure fan-out throughput and `run` overhead (see proxy/README.md).
-    #[command(hide = true)]
-    Bench(bench::BenchArgs),
     /// Watch a stream as it arrives: user messages and markers as they come,
     /// and a summary line per interval (events, GC count and pauses, thread runs).
     Watch {
@@ -334,7 +330,6 @@ fn main() {
             })
         }
         Cmd::Stats { endpoint } => stats(&endpoint),
-        Cmd::Bench(args) => bench::bench(args),
         Cmd::Watch {
             endpoint,
             every,

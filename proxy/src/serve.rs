@@ -683,6 +683,9 @@ impl Proxy {
             src.errors,
             src.last_error.as_deref().map(|e| format!(" last_error={e:?}")).unwrap_or_default(),
         );
+        for l in &self.listeners {
+            let _ = writeln!(r, "listen {}", l.local());
+        }
         let mut toks: Vec<&Token> = self.subs.keys().collect();
         toks.sort();
         for t in toks {

@@ -19,16 +19,17 @@ pub enum ChunkKind {
 
 #[derive(Clone, Debug)]
 pub struct Chunk {
-    pub bytes: Arc<[u8]>,
+    /// `Arc<Vec>` rather than `Arc<[u8]>`: taking the decoder's Vec costs no copy.
+    pub bytes: Arc<Vec<u8>>,
     pub kind: ChunkKind,
     /// Block end time (for the time stamp of a drop notice).
     pub end_time: u64,
 }
 
 impl Chunk {
-    pub fn new(kind: ChunkKind, bytes: impl Into<Arc<[u8]>>, end_time: u64) -> Chunk {
+    pub fn new(kind: ChunkKind, bytes: Vec<u8>, end_time: u64) -> Chunk {
         Chunk {
-            bytes: bytes.into(),
+            bytes: Arc::new(bytes),
             kind,
             end_time,
         }

@@ -82,7 +82,6 @@ fn corpus_logs_reach_every_subscriber_unchanged() {
     for log in logs {
         let name = log.file_name().unwrap().to_string_lossy().into_owned();
         let dir = TempDir::new("proxy-corpus");
-        let port = free_tcp_port();
         let sock = dir.join("s.sock");
         let mut proxy = ChildGuard::spawn(
             elstream_cmd(
@@ -93,7 +92,7 @@ fn corpus_logs_reach_every_subscriber_unchanged() {
                     "--source",
                     "-",
                     "--listen",
-                    &port.to_string(),
+                    "0",
                     "--listen",
                     &format!("unix:{}", sock.display()),
                     "--stats",
@@ -104,7 +103,8 @@ fn corpus_logs_reach_every_subscriber_unchanged() {
             )
             .stdin(std::fs::File::open(&log).unwrap()),
         );
-        wait_stats(&dir);
+        wait_stats_of(&dir, &mut proxy, "proxy");
+        let port = listen_port(&dir);
         let subs = [sub_tcp(port), sub_tcp(port), sub_unix(&sock)];
         let outs: Vec<Vec<u8>> = subs.into_iter().map(|h| h.join().unwrap()).collect();
         let st = proxy.child().wait().unwrap();

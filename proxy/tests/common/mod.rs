@@ -144,3 +144,23 @@ fn try_stats(dir: &TempDir) -> Option<String> {
 pub fn stats(dir: &TempDir) -> String {
     try_stats(dir).expect("elstream stats failed")
 }
+
+/// The port of the proxy's first TCP listener (for `--listen 0`), from its stats.
+pub fn listen_port(dir: &TempDir) -> u16 {
+    let r = stats(dir);
+    r.lines()
+        .find_map(|l| l.strip_prefix("listen tcp://"))
+        .and_then(|a| a.rsplit(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no TCP listener in stats: {r}"))
+}
+
+/// Like [`wait_stats`], failing at once (with its stderr) if the proxy exited.
+pub fn wait_stats_of(dir: &TempDir, proxy: &mut ChildGuard, label: &str) {
+    let up = wait_until(LONG, || {
+        if let Ok(Some(st)) = proxy.child().try_wait() {
+            panic!("proxy exited early ({st}): {}", stderr_of(dir, label));
+        }
+        try_stats(dir).is_some()
+    });
+    assert!(up, "proxy did not come up: {}", stderr_of(dir, label));
+}
