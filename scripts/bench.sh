@@ -18,15 +18,8 @@ target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p elstream-shim -p elstream-bench
 "$target/release/elstream-bench" "$@"
 
-# --- HOOK: proxy benches (fan-out throughput, `elstream run` ratio) ---------
-# Owned by the proxy engineer: the hidden `elstream bench` subcommand prints
-# its own markdown tables. Until it exists and succeeds, print a note and
-# keep the tables above.
+# Proxy benches: fan-out throughput vs a loopback ceiling, `elstream run` ratio.
 if [ $# -eq 0 ]; then
-  if cargo build --release -p elstream >&2 && "$target/release/elstream" bench; then
-    :
-  else
-    echo
-    echo "_Proxy benches: \`elstream bench\` is not available yet (hook in scripts/bench.sh)._"
-  fi
+  cargo build --release -p elstream --example bench_fanout >&2
+  "$target/release/examples/bench_fanout" 1000000 3
 fi
