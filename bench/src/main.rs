@@ -7,6 +7,7 @@
 //! programs link `target/release/libelstream.a`). Progress goes to stderr,
 //! the tables to stdout.
 
+mod flush;
 mod latency;
 mod load;
 mod parse;
@@ -54,6 +55,8 @@ enum Cmd {
     Load,
     /// Bench 3 only.
     Parse,
+    /// Bench 4 only (flush latency, issue 4).
+    Flush,
     /// One latency scenario in this process (run by `latency`).
     #[command(hide = true)]
     LatencyChild(latency::ChildArgs),
@@ -130,13 +133,16 @@ fn main() {
     let opts = cli.opts;
     let scratch = Scratch::new();
     let dir = &scratch.0;
+    let all = matches!(cmd, Cmd::All);
+    let do_flush = all || matches!(cmd, Cmd::Flush);
     let (do_lat, do_load, do_parse) = match cmd {
-        Cmd::All => (true, true, true),
+        Cmd::All | Cmd::Flush => (false, false, false),
         Cmd::Latency => (true, false, false),
         Cmd::Load => (false, true, false),
         Cmd::Parse => (false, false, true),
         Cmd::LatencyChild(_) => unreachable!("handled above"),
     };
+    let (do_lat, do_load, do_parse) = (do_lat || all, do_load || all, do_parse || all);
     let machine = machine();
     eprintln!("{machine}");
     let mut made = None;
@@ -156,8 +162,9 @@ fn main() {
             opts.checker_rounds,
         )
     });
+    let flush_md = do_flush.then(|| flush::run(dir, opts.rounds.min(5)));
     println!("{machine}\n");
-    for md in [lat_md, load_md, parse_md].into_iter().flatten() {
+    for md in [lat_md, load_md, parse_md, flush_md].into_iter().flatten() {
         println!("{md}");
     }
 }
