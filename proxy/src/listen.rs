@@ -7,12 +7,55 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use elstream_format::Endpoint;
+use elstream_format::{ClassSet, Endpoint};
 use mio::net::{TcpListener, UnixListener};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::{Error, Result};
 use crate::subscriber::Conn;
+
+/// A `--listen` argument: where, and which event classes its subscribers get
+/// (`?classes=gu` after the endpoint; none = everything).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub endpoint: Endpoint,
+    pub classes: Option<ClassSet>,
+}
+
+impl ListenSpec {
+    /// Splits the `?key=value[&...]` options off a listen argument. Only
+    /// `classes` is known; anything else is an error, not a path character.
+    pub fn split(s: &str) -> std::result::Result<(&str, Option<ClassSet>), String> {
+        let Some((base, query)) = s.rsplit_once('?') else {
+            return Ok((s, None));
+        };
+        let mut classes = None;
+        for opt in query.split('&') {
+            match opt.split_once('=') {
+                Some(("classes", v)) => {
+                    classes = Some(ClassSet::parse(v).map_err(|e| {
+                        format!("bad classes {v:?} in {s:?}: {e} (letters among s g n p f u)")
+                    })?)
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown listener option {opt:?} in {s:?} (expected ?classes=LETTERS)"
+                    ))
+                }
+            }
+        }
+        Ok((base, classes))
+    }
+}
+
+impl std::fmt::Display for ListenSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.classes {
+            Some(c) => write!(f, "{}?classes={c}", self.endpoint),
+            None => write!(f, "{}", self.endpoint),
+        }
+    }
+}
 
 pub enum Listener {
     Tcp(TcpListener),

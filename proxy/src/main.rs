@@ -24,6 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use elstream_format::{ClassSet, Endpoint};
 
 use error::{Error, Result};
+use listen::ListenSpec;
 use subscriber::Policy;
 use units::{parse_duration, parse_size};
 
@@ -147,9 +148,12 @@ enum Cmd {
 #[derive(Args, Clone)]
 struct ServeArgs {
     /// Listen for subscribers: tcp://HOST:PORT, a bare PORT (= tcp://127.0.0.1:PORT)
-    /// or unix:PATH (created 0600). Repeatable.
-    #[arg(long, value_name = "ENDPOINT", value_parser = parse_listen)]
-    listen: Vec<Endpoint>,
+    /// or unix:PATH (created 0600). Repeatable. Append `?classes=LETTERS` (among
+    /// s g n p f u) and this listener's subscribers get only those event classes
+    /// plus the always-on types, still a valid eventlog: e.g.
+    /// `--listen '4243?classes=gu'` serves GC and user events only.
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_listen_spec)]
+    listen: Vec<ListenSpec>,
     /// Send the stream as UDP datagrams to HOST:PORT. Repeatable.
     #[arg(long, value_name = "HOST:PORT")]
     udp: Vec<String>,
@@ -192,6 +196,14 @@ struct ServeArgs {
 
 fn parse_classes(s: &str) -> std::result::Result<ClassSet, String> {
     ClassSet::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_listen_spec(s: &str) -> std::result::Result<ListenSpec, String> {
+    let (base, classes) = ListenSpec::split(s)?;
+    Ok(ListenSpec {
+        endpoint: parse_listen(base)?,
+        classes,
+    })
 }
 
 fn parse_listen(s: &str) -> std::result::Result<Endpoint, String> {

@@ -10,13 +10,16 @@ use std::process::{Child, ExitStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elstream_format::eventlog::{Block, Frame, Header, StreamDecoder, DATA_END};
+use elstream_format::eventlog::{
+    filter_block, Block, Frame, Header, StreamDecoder, BLOCK_MARKER_SIZE, DATA_END,
+    EVENT_BLOCK_MARKER,
+};
 use elstream_format::udp::FrameKind;
-use elstream_format::Endpoint;
+use elstream_format::{ClassSet, Endpoint};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::error::{Error, Result};
-use crate::listen::Listener;
+use crate::listen::{ListenSpec, Listener};
 use crate::signals::Signals;
 use crate::source::{ReadResult, Source, SOURCE};
 use crate::state::State;
@@ -35,7 +38,7 @@ const READ_BUF: usize = 256 << 10;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub source: Endpoint,
-    pub listen: Vec<Endpoint>,
+    pub listen: Vec<ListenSpec>,
     pub udp: Vec<String>,
     pub mtu: usize,
     pub udp_resend: Duration,
@@ -110,12 +113,12 @@ impl Proxy {
     pub fn new(cfg: Config) -> Result<Proxy> {
         let poll = Poll::new().map_err(|e| Error::io("cannot create poll", e))?;
         let mut listeners = Vec::new();
-        for (i, ep) in cfg.listen.iter().enumerate() {
-            let mut l = Listener::bind(ep)?;
+        for (i, spec) in cfg.listen.iter().enumerate() {
+            let mut l = Listener::bind(&spec.endpoint)?;
             poll.registry()
                 .register(l.source(), Token(LISTENER_BASE + i), Interest::READABLE)
                 .map_err(|e| Error::io("cannot poll listener", e))?;
-            tracing::info!(listen = %l.local(), "listening");
+            tracing::info!(listen = %l.local(), classes = ?spec.classes.map(|c| c.to_string()), "listening");
             listeners.push(l);
         }
         let stats_listener = match &cfg.stats {
@@ -168,7 +171,14 @@ impl Proxy {
 
     /// Addresses actually bound (port 0 resolved).
     pub fn listening(&self) -> Vec<String> {
-        self.listeners.iter().map(|l| l.local()).collect()
+        self.listeners
+            .iter()
+            .zip(&self.cfg.listen)
+            .map(|(l, spec)| match spec.classes {
+                Some(c) => format!("{}?classes={c}", l.local()),
+                None => l.local(),
+            })
+            .collect()
     }
 
     /// Opens the source now (before `run` starts the program).
@@ -493,9 +503,16 @@ impl Proxy {
             .state
             .replay(since)
             .map(|b| Chunk::new(ChunkKind::State, b, 0));
-        let chunks = std::iter::once(session.header_chunk.clone())
-            .chain(state)
-            .chain(session.store.blocks().cloned());
+        let header = &session.header;
+        let keep = sub.classes;
+        let replay = state
+            .into_iter()
+            .chain(session.store.blocks().cloned())
+            .filter_map(|c| match keep {
+                Some(k) => filtered(header, &c, k),
+                None => Some(c),
+            });
+        let chunks = std::iter::once(session.header_chunk.clone()).chain(replay);
         sub.start(session.id, session.header.clone(), chunks);
     }
 
@@ -511,11 +528,31 @@ impl Proxy {
         self.totals.blocks += 1;
         self.totals.bytes += chunk.len() as u64;
         let id = session.id;
+        let header = session.header.clone();
         let mut overflow = Vec::new();
         let mut live = Vec::new();
+        // Filtered once per class set, shared by the subscribers that asked for it.
+        let mut per_classes: Vec<(ClassSet, Option<Chunk>)> = Vec::new();
         for (t, s) in self.subs.iter_mut() {
             if s.phase == Phase::Live(id) {
-                if s.push_block(chunk.clone()) {
+                let c = match s.classes {
+                    None => chunk.clone(),
+                    Some(k) => {
+                        let f = match per_classes.iter().find(|(c, _)| *c == k) {
+                            Some((_, f)) => f.clone(),
+                            None => {
+                                let f = filtered(&header, &chunk, k);
+                                per_classes.push((k, f.clone()));
+                                f
+                            }
+                        };
+                        match f {
+                            Some(f) => f,
+                            None => continue,
+                        }
+                    }
+                };
+                if s.push_block(c) {
                     live.push(*t);
                 } else {
                     overflow.push(*t);
@@ -594,6 +631,7 @@ impl Proxy {
                 continue;
             }
             let mut sub = Subscriber::new(conn, peer, self.cfg.queue_bytes, self.cfg.policy);
+            sub.classes = listener.and_then(|i| self.cfg.listen[i].classes);
             if listener.is_none() {
                 let report = self.report();
                 sub.push(Chunk::new(ChunkKind::Text, report.into_bytes(), 0));
@@ -701,8 +739,9 @@ impl Proxy {
             };
             let _ = writeln!(
                 r,
-                "subscriber {} {} state={} bytes={} blocks={} dropped_blocks={} dropped_bytes={} notices={} queue_bytes={} queue_chunks={}",
-                t.0, s.peer, phase, c.bytes_sent, c.blocks_sent, c.blocks_dropped, c.bytes_dropped, c.notices, s.queued_bytes(), s.queued_chunks()
+                "subscriber {} {} state={} bytes={} blocks={} dropped_blocks={} dropped_bytes={} notices={} queue_bytes={} queue_chunks={}{}",
+                t.0, s.peer, phase, c.bytes_sent, c.blocks_sent, c.blocks_dropped, c.bytes_dropped, c.notices, s.queued_bytes(), s.queued_chunks(),
+                s.classes.map(|k| format!(" classes={k}")).unwrap_or_default()
             );
         }
         for u in &self.udp {
@@ -720,4 +759,16 @@ impl Proxy {
         );
         r
     }
+}
+
+/// A block or state chunk with only the events of `keep` (and the always-on
+/// types); `None` when nothing but its block marker would be left.
+fn filtered(header: &Header, chunk: &Chunk, keep: ClassSet) -> Option<Chunk> {
+    let bytes = filter_block(header, &chunk.bytes, keep);
+    let marker_only = bytes.len() == BLOCK_MARKER_SIZE
+        && u16::from_be_bytes([bytes[0], bytes[1]]) == EVENT_BLOCK_MARKER;
+    if bytes.is_empty() || marker_only {
+        return None;
+    }
+    Some(Chunk::new(chunk.kind, bytes, chunk.end_time))
 }

@@ -5,6 +5,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
 
 use elstream_format::eventlog::{user_message_block, Header};
+use elstream_format::ClassSet;
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -98,6 +99,8 @@ pub struct Subscriber {
     pub peer: String,
     pub phase: Phase,
     pub counters: Counters,
+    /// Event classes this subscriber asked for (None: everything).
+    pub classes: Option<ClassSet>,
     queue: VecDeque<Chunk>,
     /// Bytes of `queue[0]` already written.
     front_off: usize,
@@ -118,6 +121,7 @@ impl Subscriber {
             peer,
             phase: Phase::Waiting,
             counters: Counters::default(),
+            classes: None,
             queue: VecDeque::new(),
             front_off: 0,
             queued_bytes: 0,

@@ -138,3 +138,63 @@ fn proxy_killed_and_restarted_while_the_program_runs() {
     assert_eq!(c.user_count("DEMO end"), 1, "{c:#?}");
     assert!(!stderr_of(&dir, "proxy2").contains("panicked"));
 }
+
+#[test]
+fn subscriber_filtering_to_gc_and_user_gets_only_those() {
+    use elstream_format::eventlog::{
+        class_of, Class, EVENT_GC_END, EVENT_GC_START, EVENT_RUN_THREAD,
+    };
+    let dir = TempDir::new("shim-classes");
+    let shim_sock = dir.join("demo.sock");
+    let port = free_tcp_port();
+    let gu_port = free_tcp_port();
+    let prog = ChildGuard::spawn(&mut demo(&shim_sock, &["8", "10", "3000"], Some(1)));
+    assert!(wait_for_path(&shim_sock, LONG));
+    let _proxy = ChildGuard::spawn(&mut elstream_cmd(
+        &dir,
+        "proxy",
+        &[
+            "proxy",
+            "--source",
+            &format!("unix:{}", shim_sock.display()),
+            "--listen",
+            &port.to_string(),
+            "--listen",
+            &format!("tcp://127.0.0.1:{gu_port}?classes=gu"),
+            "--stats",
+            &format!("unix:{}", stats_sock(&dir).display()),
+            "--wait-subscribers",
+            "2",
+        ],
+    ));
+    wait_stats(&dir);
+    let all = sub_tcp(port);
+    let gu = sub_tcp(gu_port);
+    assert!(wait_until(LONG, || stats(&dir).contains("classes=gu")));
+    let out = prog.wait_timeout(LONG);
+    assert!(out.status.success(), "demo: {out:?}");
+    let counts = parse_counts(&String::from_utf8_lossy(&out.stdout));
+    let all = all.join().unwrap();
+    let gu = gu.join().unwrap();
+    let ca = check_saved(&dir, "all.eventlog", &all);
+    ca.assert_ok();
+    let cg = check_saved(&dir, "gu.eventlog", &gu);
+    cg.assert_ok();
+    assert!(ca.count(EVENT_RUN_THREAD) > 0, "{ca:#?}");
+    for ty in cg.per_type.keys() {
+        assert!(
+            matches!(class_of(*ty), Class::Gc | Class::User | Class::Always),
+            "event type {ty} ({:?}) in a gu stream: {cg:#?}",
+            class_of(*ty)
+        );
+    }
+    assert!(
+        cg.count(EVENT_GC_START) > 0 && cg.count(EVENT_GC_END) > 0,
+        "{cg:#?}"
+    );
+    assert!(cg.events < ca.events);
+    assert_eq!(cg.user_messages.len() as u64, counts["user-events"]);
+    assert_eq!(cg.user_messages, ca.user_messages);
+    assert_eq!(cg.markers, ca.markers);
+    assert_eq!(cg.count(EVENT_GC_START), ca.count(EVENT_GC_START));
+}
