@@ -299,7 +299,7 @@ impl Proxy {
             for u in &mut self.udp {
                 if u.next_resend.is_some_and(|t| now >= t) {
                     u.send(FrameKind::Header, &session.header_chunk.bytes);
-                    if let Some(state) = session.state.replay(session.store.next_seq()) {
+                    if let Some(state) = session.state.replay_all() {
                         u.send(FrameKind::State, &state);
                     }
                     u.next_resend = Some(now + self.cfg.udp_resend);
@@ -466,7 +466,7 @@ impl Proxy {
         );
         let session = Session {
             id,
-            state: State::new(header.clone()),
+            state: State::new(header.clone(), !self.udp.is_empty()),
             header,
             header_chunk,
             store: Store::new(self.cfg.store_bytes),
@@ -498,15 +498,14 @@ impl Proxy {
         let Some(sub) = self.subs.get_mut(&tok) else {
             return;
         };
-        let since = session.store.oldest_seq();
         let state = session
             .state
-            .replay(since)
+            .replay_before_store()
+            .into_iter()
             .map(|b| Chunk::new(ChunkKind::State, b, 0));
         let header = &session.header;
         let keep = sub.classes;
         let replay = state
-            .into_iter()
             .chain(session.store.blocks().cloned())
             .filter_map(|c| match keep {
                 Some(k) => filtered(header, &c, k),
@@ -521,8 +520,11 @@ impl Proxy {
             return;
         };
         let chunk = Chunk::new(ChunkKind::Block, block.bytes, block.end_time);
-        let seq = session.store.push(chunk.clone());
-        session.state.observe(seq, &chunk.bytes);
+        session.state.observe(&chunk.bytes);
+        let state = &mut session.state;
+        session
+            .store
+            .push(chunk.clone(), |c| state.evicted(&c.bytes));
         session.blocks += 1;
         session.bytes += chunk.len() as u64;
         self.totals.blocks += 1;

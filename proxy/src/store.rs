@@ -56,15 +56,19 @@ impl Store {
         }
     }
 
-    /// Adds a block, evicting the oldest beyond the bound; returns its sequence number.
-    pub fn push(&mut self, chunk: Chunk) -> u64 {
+    /// Adds a block, evicting the oldest beyond the bound (each shown to
+    /// `evicted`, oldest first); returns its sequence number.
+    pub fn push(&mut self, chunk: Chunk, mut evicted: impl FnMut(&Chunk)) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += chunk.len();
         self.blocks.push_back((seq, chunk));
         while self.bytes > self.max_bytes {
             match self.blocks.pop_front() {
-                Some((_, c)) => self.bytes -= c.len(),
+                Some((_, c)) => {
+                    self.bytes -= c.len();
+                    evicted(&c);
+                }
                 None => break,
             }
         }
@@ -72,10 +76,12 @@ impl Store {
     }
 
     /// Sequence number of the oldest stored block (= next one when empty).
+    #[cfg(test)]
     pub fn oldest_seq(&self) -> u64 {
         self.blocks.front().map_or(self.next_seq, |(s, _)| *s)
     }
 
+    #[cfg(test)]
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
@@ -100,9 +106,13 @@ mod tests {
     #[test]
     fn bounded_by_bytes() {
         let mut s = Store::new(100);
+        let mut gone = Vec::new();
         for i in 0..10u8 {
-            s.push(Chunk::new(ChunkKind::Block, vec![i; 30], 0));
+            s.push(Chunk::new(ChunkKind::Block, vec![i; 30], 0), |c| {
+                gone.push(c.bytes[0])
+            });
         }
+        assert_eq!(gone, (0..7).collect::<Vec<u8>>());
         assert_eq!(s.len(), 3);
         assert_eq!(s.bytes(), 90);
         assert_eq!(s.oldest_seq(), 7);
