@@ -237,6 +237,17 @@ impl Server {
         behind
     }
 
+    /// Watches a new connection under a fresh token.
+    fn register(&mut self, socket: &mut UnixStream) -> Option<Token> {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        self.poll
+            .registry()
+            .register(socket, token, Interest::READABLE | Interest::WRITABLE)
+            .ok()
+            .map(|_| token)
+    }
+
     fn accept_control(&mut self) {
         loop {
             match self.control.accept() {
@@ -247,14 +258,7 @@ impl Server {
                         );
                         continue;
                     }
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_ok()
-                    {
+                    if let Some(token) = self.register(&mut socket) {
                         let conn = ControlConn {
                             socket,
                             decoder: ControlDecoder::new(),
@@ -340,16 +344,9 @@ impl Server {
                         );
                         continue;
                     }
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_err()
-                    {
+                    let Some(token) = self.register(&mut socket) else {
                         continue;
-                    }
+                    };
                     let (first, first_byte, end, end_byte) = self.stream.ring.bounds();
                     let (next, next_byte) = match self.stream.config.start_at {
                         StartAt::Oldest => (first, first_byte),
