@@ -3,10 +3,13 @@
 mod ctl;
 mod error;
 mod listen;
+mod plugin;
+mod record;
 mod recv;
 mod run;
 mod serve;
 mod signals;
+mod sink;
 mod source;
 mod state;
 mod store;
@@ -192,6 +195,30 @@ struct ServeArgs {
     /// Longest wait between reconnection attempts to the source.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     reconnect_max: Duration,
+    /// Load a plugin: a shared library exporting `elstream_plugin_v1`
+    /// (include/elstream_plugin.h), given CONFIG. Repeatable. Each runs on its
+    /// own thread behind a queue bounded by --queue (a slow plugin drops blocks
+    /// for itself only). One that cannot load or refuses is reported and left
+    /// out; a plugin that crashes takes the proxy down (run it in a second proxy).
+    #[arg(long, value_name = "PATH.so[:CONFIG]")]
+    plugin: Vec<plugin::PluginSpec>,
+    /// Record the stream into DIR: self-contained eventlog files (header, state
+    /// replay, blocks, data end), rotated by --record-max-bytes/--record-max-age.
+    /// A full disk stops recording (logged); serving goes on.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+    /// Start a new recording file before one would exceed this size.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    record_max_bytes: Option<usize>,
+    /// Start a new recording file when the current one is this old.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    record_max_age: Option<Duration>,
+    /// Keep at most this many recording files (oldest removed first).
+    #[arg(long, value_name = "N")]
+    record_keep_files: Option<usize>,
+    /// Keep at most this many bytes of recording files (oldest removed first).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    record_keep_bytes: Option<usize>,
 }
 
 fn parse_classes(s: &str) -> std::result::Result<ClassSet, String> {
@@ -252,6 +279,14 @@ impl ServeArgs {
             backpressure: self.backpressure,
             linger: self.linger,
             reconnect_max: self.reconnect_max,
+            plugins: self.plugin,
+            record: self.record.map(|dir| record::RecordOpts {
+                dir,
+                max_bytes: self.record_max_bytes.map(|b| b as u64),
+                max_age: self.record_max_age,
+                keep_files: self.record_keep_files,
+                keep_bytes: self.record_keep_bytes.map(|b| b as u64),
+            }),
         }
     }
 }

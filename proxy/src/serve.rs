@@ -20,7 +20,10 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::error::{Error, Result};
 use crate::listen::{ListenSpec, Listener};
+use crate::plugin::{Plugin, PluginSpec};
+use crate::record::{RecordOpts, Recorder};
 use crate::signals::Signals;
+use crate::sink::{Item, SinkHost};
 use crate::source::{ReadResult, Source, SOURCE};
 use crate::state::State;
 use crate::store::{Chunk, ChunkKind, Store};
@@ -51,6 +54,8 @@ pub struct Config {
     pub backpressure: bool,
     pub linger: Duration,
     pub reconnect_max: Duration,
+    pub plugins: Vec<PluginSpec>,
+    pub record: Option<RecordOpts>,
 }
 
 struct Session {
@@ -98,6 +103,7 @@ pub struct Proxy {
     stats_conns: Vec<Token>,
     next_token: usize,
     udp: Vec<UdpOut>,
+    sinks: Vec<SinkHost>,
     signals: Signals,
     child: Option<RunChild>,
     shutdown: Option<Instant>,
@@ -141,6 +147,32 @@ impl Proxy {
             .register(signals.receiver(), SIGNALS, Interest::READABLE)
             .map_err(|e| Error::io("cannot poll signals", e))?;
         let source = Source::new(cfg.source.clone(), cfg.reconnect_max)?;
+        let mut sinks = Vec::new();
+        if let Some(opts) = &cfg.record {
+            let rec = Recorder::new(opts.clone())
+                .map_err(|e| Error::io(format!("cannot record into {}", opts.dir.display()), e))?;
+            // A file size limit (RLIMIT_FSIZE) must give EFBIG, not kill us.
+            // SAFETY: setting a signal's disposition to SIG_IGN.
+            unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+            sinks.push(
+                SinkHost::spawn(Box::new(rec), cfg.queue_bytes)
+                    .map_err(|e| Error::io("cannot start the recorder thread", e))?,
+            );
+        }
+        for spec in &cfg.plugins {
+            match Plugin::load(spec) {
+                Ok(p) => match SinkHost::spawn(Box::new(p), cfg.queue_bytes) {
+                    Ok(h) => {
+                        tracing::info!("{} loaded", h.name);
+                        sinks.push(h)
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot start a thread for {}: {e}", spec.path.display())
+                    }
+                },
+                Err(msg) => tracing::error!("{msg}; running without it"),
+            }
+        }
         let seed = std::process::id().rotate_left(16)
             ^ std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -159,6 +191,7 @@ impl Proxy {
             stats_conns: Vec::new(),
             next_token: FIRST_SUBSCRIBER,
             udp,
+            sinks,
             signals,
             child: None,
             shutdown: None,
@@ -269,6 +302,9 @@ impl Proxy {
             }
         }
         let status = self.child.as_ref().and_then(|c| c.status);
+        for s in self.sinks.drain(..) {
+            s.close(self.cfg.linger);
+        }
         for (_, mut s) in self.subs.drain() {
             s.conn.deregister(self.poll.registry());
         }
@@ -473,6 +509,9 @@ impl Proxy {
             blocks: 0,
             bytes: 0,
         };
+        for s in &self.sinks {
+            s.send(Item::Header(session.header_chunk.bytes.clone()));
+        }
         let now = Instant::now();
         for u in &mut self.udp {
             u.start(id);
@@ -574,6 +613,9 @@ impl Proxy {
         for u in &mut self.udp {
             u.send(FrameKind::Block, &chunk.bytes);
         }
+        for s in &self.sinks {
+            s.send(Item::Block(chunk.bytes.clone()));
+        }
     }
 
     fn end_session(&mut self) {
@@ -599,6 +641,9 @@ impl Proxy {
                 s.phase = Phase::Closing;
             }
             self.flush_sub(t);
+        }
+        for s in &self.sinks {
+            s.send(Item::Stop);
         }
         for u in &mut self.udp {
             // Repeated: a lost data end would leave the receiver's file open.
