@@ -9,3 +9,5 @@ cargo build --release --workspace --all-targets
 # The RTS patches: apply to Debian's 9.0.2 source, build, and test natively.
 bash ghc-patches/test.sh
 cargo test --release --workspace --no-fail-fast -- --test-threads=2
+# Short fuzz, 20 s per target (scripts/fuzz.sh; needs nightly, which install-deps installs; fails loudly, never skips).
+bash scripts/fuzz.sh 20
