@@ -6,6 +6,7 @@ mod listen;
 mod plugin;
 mod record;
 mod recv;
+mod relay;
 mod run;
 mod serve;
 mod signals;
@@ -66,6 +67,8 @@ enum Cmd {
         source: Endpoint,
         #[command(flatten)]
         serve: ServeArgs,
+        #[command(flatten)]
+        control: ControlArgs,
     },
     /// Run a program built with -eventlog and serve its eventlog (through a FIFO).
     ///
@@ -136,9 +139,14 @@ enum Cmd {
     /// sync, flush, flush-interval DURATION|off, snapshot NAME, ring-size SIZE,
     /// sticky TEXT. Exit code 1 when the shim refused one.
     Ctl {
-        /// The shim's control socket: unix:PATH, normally the stream socket + `.ctl`.
+        /// The shim's control socket: unix:PATH, normally the stream socket + `.ctl`;
+        /// or a proxy's control relay (--control-listen): unix:PATH or tcp://HOST:PORT.
         #[arg(long)]
         to: Endpoint,
+        /// Send `auth TOKEN` first, the token read from FILE (needed for a
+        /// proxy's TCP control relay; the file must be chmod 600).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
         /// How long to wait for each reply.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         timeout: Duration,
@@ -221,6 +229,54 @@ struct ServeArgs {
     record_keep_bytes: Option<usize>,
 }
 
+#[derive(Args, Clone)]
+struct ControlArgs {
+    /// Relay control commands to the program's shim: accept control frames on
+    /// tcp://HOST:PORT, a bare PORT (= tcp://127.0.0.1:PORT) or unix:PATH
+    /// (created 0600). Repeatable. A TCP control listener needs --token-file.
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_listen)]
+    control_listen: Vec<Endpoint>,
+    /// The shim's control socket (unix:PATH). Default: the unix: source + `.ctl`.
+    #[arg(long, value_name = "unix:PATH")]
+    control_to: Option<Endpoint>,
+    /// File holding the token TCP control clients must send first (`auth
+    /// TOKEN`). It must not be readable by group or others (chmod 600).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl ControlArgs {
+    fn config(self, source: &Endpoint) -> Result<Option<relay::RelayConfig>> {
+        if self.control_listen.is_empty() {
+            if self.control_to.is_some() || self.token_file.is_some() {
+                return Err(Error::Usage(
+                    "--control-to and --token-file need --control-listen".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let to = match (self.control_to, source) {
+            (Some(Endpoint::Unix(p)), _) => p,
+            (Some(other), _) => {
+                return Err(Error::Usage(format!(
+                    "--control-to {other}: expected the shim's control socket, unix:PATH"
+                )))
+            }
+            (None, Endpoint::Unix(p)) => {
+                let mut s = p.clone().into_os_string();
+                s.push(".ctl");
+                PathBuf::from(s)
+            }
+            (None, other) => {
+                return Err(Error::Usage(format!(
+                    "--control-listen needs --control-to unix:PATH (the source {other} is not a shim socket)"
+                )))
+            }
+        };
+        relay::RelayConfig::new(self.control_listen, to, self.token_file.as_deref()).map(Some)
+    }
+}
+
 fn parse_classes(s: &str) -> std::result::Result<ClassSet, String> {
     ClassSet::parse(s).map_err(|e| e.to_string())
 }
@@ -287,6 +343,7 @@ impl ServeArgs {
                 keep_files: self.record_keep_files,
                 keep_bytes: self.record_keep_bytes.map(|b| b as u64),
             }),
+            control: None,
         }
     }
 }
@@ -330,15 +387,23 @@ fn main() {
     init_logging(cli.verbose);
     let verbose = cli.verbose;
     let r: Result<i32> = match cli.cmd {
-        Cmd::Proxy { source, serve } => {
-            let cfg = serve.config(source, verbose);
+        Cmd::Proxy {
+            source,
+            serve,
+            control,
+        } => control.config(&source).and_then(|relay| {
+            let mut cfg = serve.config(source, verbose);
+            cfg.control = relay;
             serve::Proxy::new(cfg).and_then(|p| {
                 for l in p.listening() {
                     tracing::info!("serving on {l}");
                 }
+                for l in p.control_listening() {
+                    tracing::info!("relaying control on {l}");
+                }
                 p.run().map(|_| 0)
             })
-        }
+        }),
         Cmd::Run {
             serve,
             classes,
@@ -390,9 +455,10 @@ fn main() {
         }),
         Cmd::Ctl {
             to,
+            token_file,
             timeout,
             commands,
-        } => ctl::ctl(&to, &commands, timeout),
+        } => ctl::ctl(&to, token_file.as_deref(), &commands, timeout),
     };
     match r {
         Ok(code) => std::process::exit(code),

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::listen::{ListenSpec, Listener};
 use crate::plugin::{Plugin, PluginSpec};
 use crate::record::{RecordOpts, Recorder};
+use crate::relay::{self, Relay, RelayConfig};
 use crate::signals::Signals;
 use crate::sink::{Item, SinkHost};
 use crate::source::{ReadResult, Source, SOURCE};
@@ -56,6 +57,8 @@ pub struct Config {
     pub reconnect_max: Duration,
     pub plugins: Vec<PluginSpec>,
     pub record: Option<RecordOpts>,
+    /// The control relay (`proxy --control-listen`).
+    pub control: Option<RelayConfig>,
 }
 
 struct Session {
@@ -101,6 +104,7 @@ pub struct Proxy {
     stats_listener: Option<Listener>,
     subs: HashMap<Token, Subscriber>,
     stats_conns: Vec<Token>,
+    relay: Option<Relay>,
     next_token: usize,
     udp: Vec<UdpOut>,
     sinks: Vec<SinkHost>,
@@ -135,6 +139,10 @@ impl Proxy {
                     .map_err(|e| Error::io("cannot poll stats listener", e))?;
                 Some(l)
             }
+            None => None,
+        };
+        let relay = match &cfg.control {
+            Some(rc) => Some(Relay::bind(rc, poll.registry())?),
             None => None,
         };
         let mut udp = Vec::new();
@@ -189,6 +197,7 @@ impl Proxy {
             stats_listener,
             subs: HashMap::new(),
             stats_conns: Vec::new(),
+            relay,
             next_token: FIRST_SUBSCRIBER,
             udp,
             sinks,
@@ -212,6 +221,14 @@ impl Proxy {
                 None => l.local(),
             })
             .collect()
+    }
+
+    /// Control relay endpoints actually bound.
+    pub fn control_listening(&self) -> Vec<String> {
+        self.relay
+            .as_ref()
+            .map(|r| r.listening())
+            .unwrap_or_default()
     }
 
     /// Opens the source now (before `run` starts the program).
@@ -283,6 +300,16 @@ impl Proxy {
                     Token(t) if (LISTENER_BASE..FIRST_SUBSCRIBER).contains(&t) => {
                         self.accept(Some(t - LISTENER_BASE))
                     }
+                    Token(t) if (relay::LISTENER_BASE..LISTENER_BASE).contains(&t) => {
+                        if let Some(r) = self.relay.as_mut() {
+                            r.accept(self.poll.registry(), t - relay::LISTENER_BASE);
+                        }
+                    }
+                    tok if self.relay.as_ref().is_some_and(|r| r.owns(tok)) => {
+                        if let Some(r) = self.relay.as_mut() {
+                            r.on_event(self.poll.registry(), tok);
+                        }
+                    }
                     tok => {
                         if ev.is_readable() {
                             // Subscribers have nothing to say. EOF only closes
@@ -320,6 +347,7 @@ impl Proxy {
             d.push(self.source.deadline());
         }
         d.extend(self.udp.iter().map(|u| u.next_resend));
+        d.push(self.relay.as_ref().and_then(|r| r.deadline()));
         if let Some(c) = &self.child {
             // SIGCHLD wakes us; this is a fallback in case it was coalesced.
             d.push(Some(match c.exited_at {
@@ -331,6 +359,9 @@ impl Proxy {
     }
 
     fn timers(&mut self, now: Instant) {
+        if let Some(r) = self.relay.as_mut() {
+            r.timers(self.poll.registry(), now);
+        }
         if let Some(session) = &self.session {
             for u in &mut self.udp {
                 if u.next_resend.is_some_and(|t| now >= t) {
@@ -770,6 +801,9 @@ impl Proxy {
         );
         for l in &self.listeners {
             let _ = writeln!(r, "listen {}", l.local());
+        }
+        if let Some(relay) = &self.relay {
+            r.push_str(&relay.report());
         }
         let mut toks: Vec<&Token> = self.subs.keys().collect();
         toks.sort();
