@@ -42,10 +42,14 @@ pub fn ctl(
             let _ = s.set_nodelay(true);
             Box::new(s)
         }
-        other => return Err(Error::Usage(format!(
-            "ctl talks to a shim's control socket (unix:PATH, normally the stream socket + .ctl) \
-                 or a proxy's control relay (unix:PATH or tcp://HOST:PORT), not {other}"
-        ))),
+        other => {
+            let msg = format!(
+                "ctl talks to a shim's control socket (unix:PATH, normally the stream \
+                 socket + .ctl) or a proxy's control relay (unix:PATH or tcp://HOST:PORT), \
+                 not {other}"
+            );
+            return Err(Error::Usage(msg));
+        }
     };
     let mut decoder = ControlDecoder::new();
     if let Some(token) = token {
