@@ -22,4 +22,5 @@ cargo build --release -p elstream-shim -p elstream-bench
 if [ $# -eq 0 ]; then
   cargo build --release -p elstream --example bench_fanout >&2
   "$target/release/examples/bench_fanout" 1000000 3
+  cargo build --release -p elstream --example bench_memory_udp >&2 && "$target/release/examples/bench_memory_udp" 60
 fi
