@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
-use std::process::Stdio;
+use std::process::{ChildStdin, Stdio};
 
 use common::*;
 use elstream_format::eventlog::{events, BlockBuilder, Frame, StreamDecoder, EVENT_BLOCK_MARKER};
@@ -76,6 +76,16 @@ fn live_subscribers(report: &str) -> usize {
         .count()
 }
 
+/// A proxy reading its source from the returned stdin, up and answering.
+fn stdin_proxy(dir: &TempDir, port: u16, extra: &[&str]) -> (ChildGuard, ChildStdin) {
+    let mut proxy = ChildGuard::spawn(
+        proxy_cmd(dir, "proxy", "-", &port.to_string(), extra).stdin(Stdio::piped()),
+    );
+    let input = proxy.child().stdin.take().unwrap();
+    wait_stats(dir);
+    (proxy, input)
+}
+
 #[test]
 fn corpus_logs_reach_every_subscriber_unchanged() {
     let logs = corpus_logs();
@@ -84,19 +94,14 @@ fn corpus_logs_reach_every_subscriber_unchanged() {
         let dir = TempDir::new("proxy-corpus");
         let sock = dir.join("s.sock");
         let mut proxy = ChildGuard::spawn(
-            elstream_cmd(
+            proxy_cmd(
                 &dir,
                 "proxy",
+                "-",
+                "0",
                 &[
-                    "proxy",
-                    "--source",
-                    "-",
-                    "--listen",
-                    "0",
                     "--listen",
                     &format!("unix:{}", sock.display()),
-                    "--stats",
-                    &format!("unix:{}", stats_sock(&dir).display()),
                     "--wait-subscribers",
                     "3",
                 ],
@@ -144,18 +149,12 @@ fn followed_file_serves_each_session_and_a_replaced_file_starts_a_new_one() {
     // Half a log: the proxy must wait for the rest (tail -f), not fail.
     std::fs::write(&live, &bytes[..bytes.len() / 2]).unwrap();
     let port = free_tcp_port();
-    let _proxy = ChildGuard::spawn(&mut elstream_cmd(
+    let _proxy = ChildGuard::spawn(&mut proxy_cmd(
         &dir,
         "proxy",
-        &[
-            "proxy",
-            "--source",
-            &format!("file:{}", live.display()),
-            "--listen",
-            &port.to_string(),
-            "--stats",
-            &format!("unix:{}", stats_sock(&dir).display()),
-        ],
+        &format!("file:{}", live.display()),
+        &port.to_string(),
+        &[],
     ));
     wait_stats(&dir);
     let out = dir.join("out.eventlog");
@@ -207,27 +206,8 @@ fn joiner_gets_header_state_and_later_blocks() {
     let log = dir.join("rechunked.eventlog");
     std::fs::write(&log, &whole).unwrap();
     let port = free_tcp_port();
-    let mut proxy = ChildGuard::spawn(
-        elstream_cmd(
-            &dir,
-            "proxy",
-            &[
-                "proxy",
-                "--source",
-                "-",
-                "--listen",
-                &port.to_string(),
-                "--stats",
-                &format!("unix:{}", stats_sock(&dir).display()),
-                // No stored blocks: the joiner relies on the state replay.
-                "--store",
-                "1",
-            ],
-        )
-        .stdin(Stdio::piped()),
-    );
-    let mut input = proxy.child().stdin.take().unwrap();
-    wait_stats(&dir);
+    // No stored blocks: the joiner relies on the state replay.
+    let (mut proxy, mut input) = stdin_proxy(&dir, port, &["--store", "1"]);
     let first = sub_tcp(port);
     assert!(wait_until(LONG, || stats(&dir).contains("state=waiting")));
     let half = blocks.len() / 2;
@@ -277,26 +257,7 @@ fn subscriber_leaving_mid_block_harms_nobody() {
     let (header, blocks) = frames(&bytes);
     let dir = TempDir::new("proxy-leave");
     let port = free_tcp_port();
-    let mut proxy = ChildGuard::spawn(
-        elstream_cmd(
-            &dir,
-            "proxy",
-            &[
-                "proxy",
-                "--source",
-                "-",
-                "--listen",
-                &port.to_string(),
-                "--stats",
-                &format!("unix:{}", stats_sock(&dir).display()),
-                "--wait-subscribers",
-                "2",
-            ],
-        )
-        .stdin(Stdio::piped()),
-    );
-    let mut input = proxy.child().stdin.take().unwrap();
-    wait_stats(&dir);
+    let (mut proxy, mut input) = stdin_proxy(&dir, port, &["--wait-subscribers", "2"]);
     let stays = sub_tcp(port);
     let mut leaves = connect_tcp(port);
     input.write_all(&header).unwrap();
@@ -424,20 +385,12 @@ fn socket_source_with_garbage_is_reported_and_retried() {
     let src = dir.join("src.sock");
     let server = UnixListener::bind(&src).unwrap();
     let port = free_tcp_port();
-    let _proxy = ChildGuard::spawn(&mut elstream_cmd(
+    let _proxy = ChildGuard::spawn(&mut proxy_cmd(
         &dir,
         "proxy",
-        &[
-            "proxy",
-            "--source",
-            &format!("unix:{}", src.display()),
-            "--listen",
-            &port.to_string(),
-            "--stats",
-            &format!("unix:{}", stats_sock(&dir).display()),
-            "--reconnect-max",
-            "200ms",
-        ],
+        &format!("unix:{}", src.display()),
+        &port.to_string(),
+        &["--reconnect-max", "200ms"],
     ));
     wait_stats(&dir);
     let (mut c, _) = server.accept().unwrap();

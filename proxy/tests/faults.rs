@@ -20,28 +20,6 @@ use busy::*;
 use common::*;
 use elstream_format::control::Status;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// `proxy --source unix:SOCK --listen PORT --stats ... EXTRA`, up and answering.
-fn proxy(dir: &TempDir, sock: &Path, port: u16, extra: &[&str]) -> ChildGuard {
-    let mut args = vec![
-        "proxy".to_string(),
-        "--source".into(),
-        format!("unix:{}", sock.display()),
-        "--listen".into(),
-        port.to_string(),
-        "--stats".into(),
-        format!("unix:{}", stats_sock(dir).display()),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut p = ChildGuard::spawn(&mut elstream_cmd(dir, "proxy", &args));
-    wait_stats_of(dir, &mut p, "proxy");
-    p
-}
-
 #[test]
 fn a_thousand_connect_disconnect_cycles_leave_steady_subscribers_intact() {
     let dir = TempDir::new("faults-churn");
@@ -51,7 +29,7 @@ fn a_thousand_connect_disconnect_cycles_leave_steady_subscribers_intact() {
     let busy = Busy::spawn(&dir, &format!("unix:{},flush=20ms", sock.display()), 2, 10);
     assert!(wait_for_path(&sock, LONG));
     let port = free_tcp_port();
-    let _proxy = proxy(&dir, &sock, port, &["--wait-subscribers", "1"]);
+    let _proxy = proxy_up(&dir, &sock, port, &["--wait-subscribers", "1"]);
     let steady_proxy = sub_tcp(port);
     let steady_shim = sub_unix(&sock);
     busy.wait_ready();
@@ -141,7 +119,7 @@ fn a_control_flood_of_100000_commands_direct_and_through_the_relay() {
     let cport = free_tcp_port();
     let relay_sock = dir.join("relay.sock");
     let token = token_file(&dir, "token", "flood-token", 0o600);
-    let _proxy = proxy(
+    let _proxy = proxy_up(
         &dir,
         &sock,
         port,
@@ -268,7 +246,7 @@ fn sockets_are_private_tcp_is_loopback_paths_cannot_escape_and_limits_are_clear(
     let subs = dir.join("subs.sock");
     let relay_sock = dir.join("relay.sock");
     let token = token_file(&dir, "token", "t0k", 0o600);
-    let _proxy = proxy(
+    let _proxy = proxy_up(
         &dir,
         &sock,
         port,
@@ -394,7 +372,7 @@ fn udp_through_a_relay_losing_5_percent_reports_gaps_and_parses() {
     // most survive a 5% loss and some do not.
     let busy = Busy::spawn(&dir, &format!("unix:{},flush=20ms", sock.display()), 1, 10);
     assert!(wait_for_path(&sock, LONG));
-    let _proxy = proxy(
+    let _proxy = proxy_up(
         &dir,
         &sock,
         free_tcp_port(),

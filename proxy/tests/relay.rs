@@ -14,10 +14,6 @@ use elstream_format::eventlog::{
     EVENT_GC_END, EVENT_GC_START, EVENT_RUN_THREAD, EVENT_STOP_THREAD, EVENT_USER_MSG,
 };
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn ctl_through_the_relay_reaches_the_shim_and_tcp_needs_the_token() {
     let dir = TempDir::new("relay");
@@ -36,17 +32,11 @@ fn ctl_through_the_relay_reaches_the_shim_and_tcp_needs_the_token() {
     let cport = free_tcp_port();
     let relay_sock = dir.join("relay.sock");
     let token = token_file(&dir, "token", "s3cret-token", 0o600);
-    let mut proxy = ChildGuard::spawn(&mut elstream_cmd(
+    let _proxy = proxy_up(
         &dir,
-        "proxy",
+        &sock,
+        port,
         &[
-            "proxy",
-            "--source",
-            &format!("unix:{}", sock.display()),
-            "--listen",
-            &port.to_string(),
-            "--stats",
-            &format!("unix:{}", stats_sock(&dir).display()),
             "--wait-subscribers",
             "1",
             "--control-listen",
@@ -56,8 +46,7 @@ fn ctl_through_the_relay_reaches_the_shim_and_tcp_needs_the_token() {
             "--token-file",
             token.to_str().unwrap(),
         ],
-    ));
-    wait_stats_of(&dir, &mut proxy, "proxy");
+    );
     let st = stats(&dir);
     assert!(
         st.contains(&format!("control tcp://127.0.0.1:{cport}")),

@@ -36,27 +36,25 @@ fn assert_nothing_left(dir: &TempDir) {
     assert!(left.is_empty(), "run left files behind: {left:?}");
 }
 
-fn udp_recv(dir: &TempDir, port: u16, out: &Path) -> ChildGuard {
-    let g = ChildGuard::spawn(&mut elstream_cmd(
-        dir,
-        "recv-udp",
-        &[
-            "recv",
-            &format!("udp://127.0.0.1:{port}"),
-            "-o",
-            out.to_str().unwrap(),
-            "--sessions",
-            "1",
-            "--idle-timeout",
-            "120s",
-        ],
-    ));
-    wait_udp_bound(port);
-    g
-}
-
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
+}
+
+/// `elstream run --listen PORT OPTS -- PROG PROG_ARGS` (see [`run_cmd`]).
+fn spawn_run(
+    dir: &TempDir,
+    label: &str,
+    port: u16,
+    opts: &[&str],
+    prog: &Path,
+    prog_args: &[&str],
+) -> ChildGuard {
+    let (port, prog) = (port.to_string(), s(prog));
+    let mut args = vec!["run", "--listen", &port];
+    args.extend_from_slice(opts);
+    args.extend(["--", &prog]);
+    args.extend_from_slice(prog_args);
+    ChildGuard::spawn(&mut run_cmd(dir, label, &args))
 }
 
 #[test]
@@ -67,26 +65,22 @@ fn run_serves_tcp_unix_and_udp_with_every_user_event() {
     let uport = free_udp_port();
     let sock = dir.join("s.sock");
     let udp_out = dir.join("udp.eventlog");
-    let recv = udp_recv(&dir, uport, &udp_out);
-    let run = ChildGuard::spawn(&mut run_cmd(
+    let recv = udp_recv(&dir, "recv-udp", uport, &udp_out);
+    let run = spawn_run(
         &dir,
         "run",
+        port,
         &[
-            "run",
-            "--listen",
-            &port.to_string(),
             "--listen",
             &format!("unix:{}", sock.display()),
             "--udp",
             &format!("127.0.0.1:{uport}"),
             "--wait-subscribers",
             "3",
-            "--",
-            &s(&prog),
-            "30",
-            "5",
         ],
-    ));
+        &prog,
+        &["30", "5"],
+    );
     let subs = [sub_tcp(port), sub_tcp(port), sub_unix(&sock)];
     let out = run.wait_timeout(LONG);
     assert!(out.status.success(), "run: {}", stderr_of(&dir, "run"));
@@ -143,13 +137,11 @@ fn stalled_subscriber_gets_a_drop_notice_and_changes_nobody_else() {
     let dir = TempDir::new("run-stall");
     let port = free_tcp_port();
     let sock = dir.join("stall.sock");
-    let run = ChildGuard::spawn(&mut run_cmd(
+    let run = spawn_run(
         &dir,
         "run",
+        port,
         &[
-            "run",
-            "--listen",
-            &port.to_string(),
             "--listen",
             &format!("unix:{}", sock.display()),
             "--stats",
@@ -160,12 +152,10 @@ fn stalled_subscriber_gets_a_drop_notice_and_changes_nobody_else() {
             "300s",
             "--wait-subscribers",
             "3",
-            "--",
-            &s(&prog),
-            "6000",
-            "0",
         ],
-    ));
+        &prog,
+        &["6000", "0"],
+    );
     let a = sub_tcp(port);
     let b = sub_tcp(port);
     // The stalled one: connected, reads nothing for now.
@@ -210,13 +200,11 @@ fn disconnect_policy_closes_only_the_stalled_subscriber() {
     let dir = TempDir::new("run-disconnect");
     let port = free_tcp_port();
     let sock = dir.join("stall.sock");
-    let run = ChildGuard::spawn(&mut run_cmd(
+    let run = spawn_run(
         &dir,
         "run",
+        port,
         &[
-            "run",
-            "--listen",
-            &port.to_string(),
             "--listen",
             &format!("unix:{}", sock.display()),
             // Room for a few 2 MiB RTS blocks, so the reading subscriber keeps up.
@@ -226,12 +214,10 @@ fn disconnect_policy_closes_only_the_stalled_subscriber() {
             "disconnect",
             "--wait-subscribers",
             "2",
-            "--",
-            &s(&prog),
-            "12000",
-            "0",
         ],
-    ));
+        &prog,
+        &["12000", "0"],
+    );
     let a = sub_tcp(port);
     let stalled = connect_unix(&sock);
     // The run ends without waiting for the stalled subscriber: it was cut off.
@@ -308,21 +294,14 @@ fn program_with_default_rtsopts_works() {
     );
     let dir = TempDir::new("run-some");
     let port = free_tcp_port();
-    let run = ChildGuard::spawn(&mut run_cmd(
+    let run = spawn_run(
         &dir,
         "run",
-        &[
-            "run",
-            "--listen",
-            &port.to_string(),
-            "--wait-subscribers",
-            "1",
-            "--",
-            &s(&prog),
-            "5",
-            "0",
-        ],
-    ));
+        port,
+        &["--wait-subscribers", "1"],
+        &prog,
+        &["5", "0"],
+    );
     let sub = sub_tcp(port);
     let out = run.wait_timeout(LONG);
     assert!(out.status.success(), "{}", stderr_of(&dir, "run"));
@@ -339,20 +318,15 @@ fn crash_run(
 ) -> (ChildGuard, std::thread::JoinHandle<Vec<u8>>) {
     let prog = crash();
     let port = free_tcp_port();
-    let mut a = vec![
-        "run".to_string(),
-        "--listen".into(),
-        port.to_string(),
-        "--stats".into(),
-        format!("unix:{}", dir.join(format!("{label}.stats")).display()),
-        "--wait-subscribers".into(),
-        "1".into(),
-        "--".into(),
-        s(&prog),
-    ];
-    a.extend(args.iter().map(|x| x.to_string()));
-    let a: Vec<&str> = a.iter().map(|x| x.as_str()).collect();
-    let g = ChildGuard::spawn(&mut run_cmd(dir, label, &a));
+    let stats = format!("unix:{}", dir.join(format!("{label}.stats")).display());
+    let g = spawn_run(
+        dir,
+        label,
+        port,
+        &["--stats", &stats, "--wait-subscribers", "1"],
+        &prog,
+        args,
+    );
     let sub = sub_tcp(port);
     (g, sub)
 }

@@ -25,39 +25,20 @@ fn shim_to_proxy_to_8_tcp_2_unix_and_1_udp_subscribers() {
     let uport = free_udp_port();
     let sub_sock = dir.join("subs.sock");
     let udp_out = dir.join("udp.eventlog");
-    let recv = ChildGuard::spawn(&mut elstream_cmd(
-        &dir,
-        "recv",
-        &[
-            "recv",
-            &format!("udp://127.0.0.1:{uport}"),
-            "-o",
-            udp_out.to_str().unwrap(),
-            "--sessions",
-            "1",
-            "--idle-timeout",
-            "120s",
-        ],
-    ));
-    wait_udp_bound(uport);
+    let recv = udp_recv(&dir, "recv", uport, &udp_out);
     // The program waits for two consumers of its shim: the proxy and a direct one.
     let prog = ChildGuard::spawn(&mut demo(&shim_sock, &["12", "10", "3000"], Some(2)));
     assert!(wait_for_path(&shim_sock, LONG));
-    let _proxy = ChildGuard::spawn(&mut elstream_cmd(
+    let _proxy = ChildGuard::spawn(&mut proxy_cmd(
         &dir,
         "proxy",
+        &format!("unix:{}", shim_sock.display()),
+        &port.to_string(),
         &[
-            "proxy",
-            "--source",
-            &format!("unix:{}", shim_sock.display()),
-            "--listen",
-            &port.to_string(),
             "--listen",
             &format!("unix:{}", sub_sock.display()),
             "--udp",
             &format!("127.0.0.1:{uport}"),
-            "--stats",
-            &format!("unix:{}", stats_sock(&dir).display()),
             "--wait-subscribers",
             "10",
         ],
@@ -107,16 +88,9 @@ fn proxy_killed_and_restarted_while_the_program_runs() {
     // About 10 s of work, so the proxy can die and come back in the middle.
     let prog = ChildGuard::spawn(&mut demo(&shim_sock, &["200", "50", "3000"], None));
     assert!(wait_for_path(&shim_sock, LONG));
-    let proxy_args = [
-        "proxy",
-        "--source",
-        &format!("unix:{}", shim_sock.display()),
-        "--listen",
-        &port.to_string(),
-        "--stats",
-        &format!("unix:{}", stats_sock(&dir).display()),
-    ];
-    let first = ChildGuard::spawn(&mut elstream_cmd(&dir, "proxy1", &proxy_args));
+    let source = format!("unix:{}", shim_sock.display());
+    let listen = port.to_string();
+    let first = ChildGuard::spawn(&mut proxy_cmd(&dir, "proxy1", &source, &listen, &[]));
     wait_stats(&dir);
     let early = sub_tcp(port);
     assert!(wait_until(LONG, || stats(&dir).contains("state=live")));
@@ -127,7 +101,7 @@ fn proxy_killed_and_restarted_while_the_program_runs() {
     assert!(c.error.is_none(), "{c:#?}");
 
     // Same port and stats socket path (left behind by the killed proxy).
-    let _second = ChildGuard::spawn(&mut elstream_cmd(&dir, "proxy2", &proxy_args));
+    let _second = ChildGuard::spawn(&mut proxy_cmd(&dir, "proxy2", &source, &listen, &[]));
     wait_stats(&dir);
     let late = sub_tcp(port);
     let out = prog.wait_timeout(LONG);
@@ -150,19 +124,14 @@ fn subscriber_filtering_to_gc_and_user_gets_only_those() {
     let gu_port = free_tcp_port();
     let prog = ChildGuard::spawn(&mut demo(&shim_sock, &["8", "10", "3000"], Some(1)));
     assert!(wait_for_path(&shim_sock, LONG));
-    let _proxy = ChildGuard::spawn(&mut elstream_cmd(
+    let _proxy = ChildGuard::spawn(&mut proxy_cmd(
         &dir,
         "proxy",
+        &format!("unix:{}", shim_sock.display()),
+        &port.to_string(),
         &[
-            "proxy",
-            "--source",
-            &format!("unix:{}", shim_sock.display()),
-            "--listen",
-            &port.to_string(),
             "--listen",
             &format!("tcp://127.0.0.1:{gu_port}?classes=gu"),
-            "--stats",
-            &format!("unix:{}", stats_sock(&dir).display()),
             "--wait-subscribers",
             "2",
         ],

@@ -57,10 +57,36 @@ fn rust_example() -> PathBuf {
     target.join("release/libelstream_gc_stats.so")
 }
 
-fn proxy_cmd(dir: &TempDir, label: &str, args: &[&str]) -> Command {
-    let mut c = elstream_cmd(dir, label, args);
+/// Demo streaming to `dir/demo.sock`, once its socket is there.
+fn start_demo(dir: &TempDir, args: &[&str]) -> (PathBuf, ChildGuard) {
+    let sock = dir.join("demo.sock");
+    let prog = ChildGuard::spawn(&mut demo(&sock, args));
+    assert!(wait_for_path(&sock, LONG));
+    (sock, prog)
+}
+
+/// `c` with stdout into `dir/<label>.stdout` (read it with [`stdout_of`]).
+fn with_stdout(dir: &TempDir, label: &str, mut c: Command) -> Command {
     c.stdout(std::fs::File::create(dir.join(format!("{label}.stdout"))).unwrap());
     c
+}
+
+/// A proxy (no stats socket) from `unix:SOCK` to TCP `port`, recording into `rec`.
+fn recording_proxy(dir: &TempDir, sock: &Path, port: u16, rec: &Path, extra: &[&str]) -> Command {
+    let mut args = vec![
+        "proxy".to_string(),
+        "--source".into(),
+        format!("unix:{}", sock.display()),
+        "--listen".into(),
+        port.to_string(),
+        "--wait-subscribers".into(),
+        "1".into(),
+        "--record".into(),
+        rec.to_str().unwrap().into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    with_stdout(dir, "proxy", elstream_cmd(dir, "proxy", &args))
 }
 
 fn stdout_of(dir: &TempDir, label: &str) -> String {
@@ -72,28 +98,25 @@ fn c_and_rust_example_plugins_report_every_gc() {
     let dir = TempDir::new("sinks-plugins");
     let c_so = c_example(&dir);
     let rust_so = rust_example();
-    let sock = dir.join("demo.sock");
     let port = free_tcp_port();
-    let prog = ChildGuard::spawn(&mut demo(&sock, &["10", "10", "3000"]));
-    assert!(wait_for_path(&sock, LONG));
-    let _proxy = ChildGuard::spawn(&mut proxy_cmd(
+    let (sock, prog) = start_demo(&dir, &["10", "10", "3000"]);
+    let _proxy = ChildGuard::spawn(&mut with_stdout(
         &dir,
         "proxy",
-        &[
+        proxy_cmd(
+            &dir,
             "proxy",
-            "--source",
             &format!("unix:{}", sock.display()),
-            "--listen",
             &port.to_string(),
-            "--stats",
-            &format!("unix:{}", stats_sock(&dir).display()),
-            "--wait-subscribers",
-            "1",
-            "--plugin",
-            &format!("{}:cgc", c_so.display()),
-            "--plugin",
-            rust_so.to_str().unwrap(),
-        ],
+            &[
+                "--wait-subscribers",
+                "1",
+                "--plugin",
+                &format!("{}:cgc", c_so.display()),
+                "--plugin",
+                rust_so.to_str().unwrap(),
+            ],
+        ),
     ));
     wait_stats(&dir);
     let sub = sub_tcp(port);
@@ -186,7 +209,8 @@ fn bad_plugins_are_refused_and_the_proxy_serves_on() {
     }
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     let proxy = ChildGuard::spawn(
-        proxy_cmd(&dir, "proxy", &args).stdin(std::fs::File::open(&log).unwrap()),
+        with_stdout(&dir, "proxy", elstream_cmd(&dir, "proxy", &args))
+            .stdin(std::fs::File::open(&log).unwrap()),
     );
     let sub = sub_tcp(port);
     let out = proxy.wait_timeout(LONG);
@@ -245,26 +269,14 @@ fn ends_with_data_end(p: &Path) -> bool {
 fn recorder_rotates_into_self_contained_files() {
     let dir = TempDir::new("sinks-record");
     let rec = dir.join("rec");
-    let sock = dir.join("demo.sock");
     let port = free_tcp_port();
-    let prog = ChildGuard::spawn(&mut demo(&sock, &["30", "10", "3000"]));
-    assert!(wait_for_path(&sock, LONG));
-    let _proxy = ChildGuard::spawn(&mut proxy_cmd(
+    let (sock, prog) = start_demo(&dir, &["30", "10", "3000"]);
+    let _proxy = ChildGuard::spawn(&mut recording_proxy(
         &dir,
-        "proxy",
-        &[
-            "proxy",
-            "--source",
-            &format!("unix:{}", sock.display()),
-            "--listen",
-            &port.to_string(),
-            "--wait-subscribers",
-            "1",
-            "--record",
-            rec.to_str().unwrap(),
-            "--record-max-bytes",
-            "8K",
-        ],
+        &sock,
+        port,
+        &rec,
+        &["--record-max-bytes", "8K"],
     ));
     let sub = sub_tcp(port);
     let out = prog.wait_timeout(LONG);
@@ -312,25 +324,9 @@ const LIMIT: u64 = 16 << 10;
 fn recorder_on_a_full_disk_stops_and_the_proxy_keeps_serving() {
     let dir = TempDir::new("sinks-full");
     let rec = dir.join("rec");
-    let sock = dir.join("demo.sock");
     let port = free_tcp_port();
-    let prog = ChildGuard::spawn(&mut demo(&sock, &["30", "10", "3000"]));
-    assert!(wait_for_path(&sock, LONG));
-    let mut cmd = proxy_cmd(
-        &dir,
-        "proxy",
-        &[
-            "proxy",
-            "--source",
-            &format!("unix:{}", sock.display()),
-            "--listen",
-            &port.to_string(),
-            "--wait-subscribers",
-            "1",
-            "--record",
-            rec.to_str().unwrap(),
-        ],
-    );
+    let (sock, prog) = start_demo(&dir, &["30", "10", "3000"]);
+    let mut cmd = recording_proxy(&dir, &sock, port, &rec, &[]);
     // A "disk" of 16 KiB per file: writes past it fail with EFBIG.
     // SAFETY: only setrlimit(2) between fork and exec (async-signal-safe).
     unsafe {

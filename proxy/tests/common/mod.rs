@@ -164,3 +164,59 @@ pub fn wait_stats_of(dir: &TempDir, proxy: &mut ChildGuard, label: &str) {
     });
     assert!(up, "proxy did not come up: {}", stderr_of(dir, label));
 }
+
+/// `elstream proxy --source SOURCE --listen LISTEN --stats unix:STATS EXTRA`,
+/// stderr into `dir/<label>.stderr`.
+pub fn proxy_cmd(
+    dir: &TempDir,
+    label: &str,
+    source: &str,
+    listen: &str,
+    extra: &[&str],
+) -> Command {
+    let stats = format!("unix:{}", stats_sock(dir).display());
+    let mut args = vec![
+        "proxy", "--source", source, "--listen", listen, "--stats", &stats,
+    ];
+    args.extend_from_slice(extra);
+    elstream_cmd(dir, label, &args)
+}
+
+/// [`proxy_cmd`] labelled "proxy" from `unix:SOCK` to TCP `port`, up and answering.
+pub fn proxy_up(dir: &TempDir, sock: &Path, port: u16, extra: &[&str]) -> ChildGuard {
+    let source = format!("unix:{}", sock.display());
+    let mut p = ChildGuard::spawn(&mut proxy_cmd(
+        dir,
+        "proxy",
+        &source,
+        &port.to_string(),
+        extra,
+    ));
+    wait_stats_of(dir, &mut p, "proxy");
+    p
+}
+
+/// `elstream recv udp://127.0.0.1:PORT -o OUT` for one session, once it is bound.
+pub fn udp_recv(dir: &TempDir, label: &str, port: u16, out: &Path) -> ChildGuard {
+    let g = ChildGuard::spawn(&mut elstream_cmd(
+        dir,
+        label,
+        &[
+            "recv",
+            &format!("udp://127.0.0.1:{port}"),
+            "-o",
+            out.to_str().unwrap(),
+            "--sessions",
+            "1",
+            "--idle-timeout",
+            "120s",
+        ],
+    ));
+    wait_udp_bound(port);
+    g
+}
+
+/// Bytes as (lossy) text, for messages and comparisons.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
