@@ -362,3 +362,66 @@ fn recorder_on_a_full_disk_stops_and_the_proxy_keeps_serving() {
         check(f).assert_ok();
     }
 }
+
+#[test]
+fn recorder_retention_keeps_only_the_newest_files() {
+    for (label, extra, keep_files, keep_bytes) in [
+        ("count", ["--record-keep-files", "3"], Some(3usize), None),
+        (
+            "bytes",
+            ["--record-keep-bytes", "24K"],
+            None,
+            Some(24u64 << 10),
+        ),
+    ] {
+        let dir = TempDir::new(&format!("sinks-retain-{label}"));
+        let rec = dir.join("rec");
+        let port = free_tcp_port();
+        let (sock, prog) = start_demo(&dir, &["30", "10", "3000"]);
+        let mut args = vec!["--record-max-bytes", "8K"];
+        args.extend(extra);
+        let _proxy = ChildGuard::spawn(&mut recording_proxy(&dir, &sock, port, &rec, &args));
+        let sub = sub_tcp(port);
+        let out = prog.wait_timeout(LONG);
+        assert!(out.status.success(), "demo: {out:?}");
+        let direct = sub.join().unwrap();
+        assert!(wait_until(LONG, || recordings(&rec)
+            .last()
+            .is_some_and(|p| ends_with_data_end(p))));
+        let files = recordings(&rec);
+        assert!(!files.is_empty());
+        // Files are numbered from 0 (`elstream-<ms>-<n>.eventlog`): the first
+        // ones must be gone.
+        let first = files[0].file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !first.ends_with("-000000"),
+            "{label}: nothing was deleted ({first})"
+        );
+        if let Some(k) = keep_files {
+            assert!(files.len() <= k, "{label}: {} files kept", files.len());
+        }
+        if let Some(k) = keep_bytes {
+            // Everything but the file being written fits the budget.
+            let older: u64 = files[..files.len() - 1]
+                .iter()
+                .map(|f| std::fs::metadata(f).unwrap().len())
+                .sum();
+            assert!(older <= k, "{label}: {older} bytes kept in older files");
+        }
+        for f in &files {
+            check(f).assert_ok();
+        }
+        // The newest file holds the end of the program's run.
+        let last = check(files.last().unwrap());
+        assert!(
+            last.user_messages.iter().any(|m| m == "DEMO end"),
+            "{label}"
+        );
+        assert!(
+            check_saved(&dir, "direct.eventlog", &direct)
+                .user_messages
+                .len()
+                > last.user_messages.len()
+        );
+    }
+}
