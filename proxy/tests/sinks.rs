@@ -425,3 +425,35 @@ fn recorder_retention_keeps_only_the_newest_files() {
         );
     }
 }
+
+#[test]
+fn recorder_rotates_by_age() {
+    let dir = TempDir::new("sinks-age");
+    let rec = dir.join("rec");
+    let port = free_tcp_port();
+    // About 3 s of streaming (60 rounds, 50 ms apart) with a flush so blocks keep coming.
+    let (sock, prog) = start_demo(&dir, &["60", "50", "3000"]);
+    let _proxy = ChildGuard::spawn(&mut recording_proxy(
+        &dir,
+        &sock,
+        port,
+        &rec,
+        &["--record-max-age", "500ms"],
+    ));
+    let sub = sub_tcp(port);
+    let out = prog.wait_timeout(LONG);
+    assert!(out.status.success(), "demo: {out:?}");
+    sub.join().unwrap();
+    assert!(wait_until(LONG, || recordings(&rec)
+        .last()
+        .is_some_and(|p| ends_with_data_end(p))));
+    let files = recordings(&rec);
+    assert!(
+        files.len() >= 2,
+        "no rotation by age: {} file(s)",
+        files.len()
+    );
+    for f in &files {
+        check(f).assert_ok();
+    }
+}
