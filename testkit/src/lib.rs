@@ -623,6 +623,24 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Every `*.eventlog` in `corpus/ghc-events`, sorted. Panics when the corpus
+/// is missing and `CI` is set; otherwise an empty list (with a note).
+pub fn corpus_logs() -> Vec<PathBuf> {
+    let dir = corpus_dir().join("ghc-events");
+    if !dir.is_dir() {
+        eprintln!("note: corpus missing at {}, skipping", dir.display());
+        return Vec::new();
+    }
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eventlog"))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no .eventlog files in {}", dir.display());
+    v
+}
+
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

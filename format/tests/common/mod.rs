@@ -20,20 +20,8 @@ pub fn corpus_dir() -> Option<PathBuf> {
     None
 }
 
-/// All `*.eventlog` files in the corpus, sorted.
-pub fn corpus_logs() -> Vec<PathBuf> {
-    let Some(dir) = corpus_dir() else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "eventlog"))
-        .collect();
-    v.sort();
-    assert!(!v.is_empty(), "no .eventlog files in {}", dir.display());
-    v
-}
+#[allow(unused_imports)]
+pub use testkit::corpus_logs;
 
 /// One decoded event, owned, with the cap of the block it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

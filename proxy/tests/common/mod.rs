@@ -98,23 +98,8 @@ pub fn sequence_saved(dir: &TempDir, name: &str, bytes: &[u8]) -> Vec<(u64, i32,
     event_sequence(&p)
 }
 
-pub fn corpus_logs() -> Vec<PathBuf> {
-    let dir = corpus_dir().join("ghc-events");
-    if !dir.is_dir() {
-        if std::env::var_os("CI").is_some() {
-            panic!("eventlog corpus missing at {} (CI is set)", dir.display());
-        }
-        eprintln!("note: corpus missing at {}, skipping", dir.display());
-        return Vec::new();
-    }
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "eventlog"))
-        .collect();
-    v.sort();
-    v
-}
+#[allow(unused_imports)]
+pub use testkit::corpus_logs;
 
 /// A stats socket path in `dir`; once it exists every listener is bound.
 pub fn stats_sock(dir: &TempDir) -> PathBuf {
