@@ -54,13 +54,26 @@ pub fn bind(path: &Path) -> Result<UnixListener, Error> {
         std::fs::remove_file(path).map_err(err)?;
     }
     // Created 0600 from the start: no window in which others could connect.
+    // The socket file appears at bind, before listen: bind a temporary name
+    // and rename it into place, so a client never sees a path that refuses.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let staged = tmp.as_os_str().len() <= 107;
+    let bind_at = if staged { tmp.as_path() } else { path };
     // SAFETY: umask only changes this process's file-creation mask; restored below.
     let old = unsafe { libc::umask(0o177) };
-    let listener = UnixListener::bind(path);
+    let listener = UnixListener::bind(bind_at);
     // SAFETY: as above.
     unsafe { libc::umask(old) };
     let listener = listener.map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    std::fs::set_permissions(bind_at, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    if staged {
+        if let Err(e) = std::fs::rename(bind_at, path) {
+            let _ = std::fs::remove_file(bind_at);
+            return Err(err(e));
+        }
+    }
     Ok(listener)
 }
 
