@@ -711,6 +711,15 @@ impl ChildGuard {
         }
     }
 
+    /// Asks the child to finish (SIGTERM unless it already exited) and waits
+    /// for it, so whatever it writes on shutdown is on disk afterwards.
+    pub fn stop(mut self, timeout: Duration) -> Output {
+        if self.child().try_wait().expect("try_wait").is_none() {
+            self.signal("TERM");
+        }
+        self.wait_timeout(timeout)
+    }
+
     /// Takes the child out of the guard (it will no longer be killed).
     pub fn into_inner(mut self) -> Child {
         self.0.take().expect("child already taken")
