@@ -4,6 +4,7 @@
 # runs it under -N2 with busy Haskell threads and checks the eventlogs with
 # ghc-events (test/Check.hs) and the testkit checker (block sizes):
 #   - rts_flushEventLog from a foreign thread writes out a quiet capability
+#   - so does GHC 9.2's public flushEventLog(NULL) (patch 6's backport)
 #   - rts_setTraceFlag switches classes off and on (TRACE_cap consistent)
 #   - rts_resyncEventLog re-posts the start-up state at once
 #   - --eventlog-flush-interval flushes with no call at all
@@ -53,6 +54,10 @@ run() { # dir mode rts-flags...
 echo "== 1. flush / class switches / resync (patched, +RTS -N2 -l) =="
 run test test "$work/load-patched" -l "-ol$work/test/run.eventlog"
 "$work/check" "$work/test"
+
+echo "== 1b. GHC 9.2's public flushEventLog(NULL) and NullEventLogWriter (backported) =="
+run api92 api92 "$work/load-patched" -l "-ol$work/api92/run.eventlog"
+"$work/check" api92 "$work/api92"
 
 echo "== 2. --eventlog-flush-interval=0.1, no calls =="
 run quiet quiet "$work/load-patched" -l --eventlog-flush-interval=0.1 "-ol$work/quiet/run.eventlog"

@@ -67,8 +67,9 @@ main = do
   args <- getArgs
   case args of
     ["quiet", dir] -> checkQuiet dir
+    ["api92", dir] -> checkApi92 dir
     [dir] -> checkTest dir
-    _ -> die "usage: Check DIR | Check quiet DIR"
+    _ -> die "usage: Check DIR | Check quiet DIR | Check api92 DIR"
 
 -- --eventlog-flush-interval alone brings the quiet capability's event out.
 checkQuiet :: FilePath -> IO ()
@@ -80,6 +81,25 @@ checkQuiet dir = do
   if finalTail == Nothing && quiet == [Just 1]
     then putStrLn "ok   flush interval wrote the quiet capability's buffer (no flush call)"
     else die ("FAIL flush interval: quiet-marker on caps " ++ show quiet ++ " in the snapshot")
+
+-- GHC 9.2's public flushEventLog(NULL), as patch 6 backports it, brings the
+-- quiet capability's event out; NullEventLogWriter accepts and drops.
+checkApi92 :: FilePath -> IO ()
+checkApi92 dir = do
+  (final, finalTail) <- load (dir ++ "/run.eventlog")
+  (snap0, _) <- load (dir ++ "/snap0.eventlog")
+  (snap1, _) <- load (dir ++ "/snap1.eventlog")
+  facts <- map words . lines <$> readFile (dir ++ "/facts")
+  let quiet evs = [evCap e | e <- evs, userMsg e == Just "quiet-marker"]
+      nullWriter = lookup "null_writer" [(h, t) | (h : t) <- facts]
+  putStrLn ("final log: " ++ show (length final) ++ " events, tail error " ++ show finalTail)
+  if finalTail == Nothing && null (quiet snap0) && quiet snap1 == [Just 1]
+    then putStrLn "ok   flushEventLog(NULL) (9.2 API) wrote the quiet capability's buffer"
+    else die ("FAIL flushEventLog(NULL): quiet-marker on caps " ++ show (quiet snap0)
+                ++ " before, " ++ show (quiet snap1) ++ " after")
+  if nullWriter == Just ["1", "1"]
+    then putStrLn "ok   NullEventLogWriter accepts writes and has no other callbacks"
+    else die ("FAIL NullEventLogWriter: " ++ show nullWriter)
 
 checkTest :: FilePath -> IO ()
 checkTest dir = do

@@ -5,6 +5,8 @@
  *              snapshots of the eventlog file for the checker.
  * mode "quiet" (patched RTS, +RTS -l --eventlog-flush-interval=..): no
  *              calls, one snapshot after 0.5 s.
+ * mode "api92" (patched RTS, +RTS -l): the same flush through GHC 9.2's
+ *              public flushEventLog(NULL) and NullEventLogWriter (patch 6).
  * mode "bench" (patched RTS, no -l): a byte-counting writer, then timed
  *              rts_flushEventLog() calls.
  * Built with -DSTOCK (stock 9.0.2 RTS, mode "bench" only): the same timed
@@ -210,6 +212,20 @@ static void run_test(void)
     FACT("restart %d %d status %d first %s bytes %llu", swapped, stopped, (int)eventLogStatus(),
          first_bytes, __atomic_load_n(&written, __ATOMIC_RELAXED));
 }
+
+/* GHC 9.2's API as patch 6 backports it: what a 9.2-aware library uses. */
+static void run_api92(void)
+{
+    sleep_ms(300);
+    snapshot("snap0.eventlog");
+    flushEventLog(NULL);
+    snapshot("snap1.eventlog");
+    const EventLogWriter *w = &NullEventLogWriter;
+    char byte = 0;
+    FACT("null_writer %d %d", w->writeEventLog(&byte, 1),
+         w->initEventLogWriter == NULL && w->flushEventLog == NULL &&
+             w->stopEventLogWriter == NULL);
+}
 #endif
 
 static void *driver_main(void *arg)
@@ -218,6 +234,8 @@ static void *driver_main(void *arg)
 #if !defined(STOCK)
     if (strcmp(mode, "test") == 0) {
         run_test();
+    } else if (strcmp(mode, "api92") == 0) {
+        run_api92();
     } else if (strcmp(mode, "quiet") == 0) {
         /* no flush call: only --eventlog-flush-interval can write cap 1 out */
         sleep_ms(500);

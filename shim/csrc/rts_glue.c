@@ -46,6 +46,14 @@ extern void traceCapEvent_(Capability *cap, uint16_t tag) WEAK;
 extern void traceWallClockTime_(void) WEAK;
 extern void traceOSProcessInfo_(void) WEAK;
 
+/* GHC >= 9.2, public (includes/rts/EventLogWriter.h): flushEventLog(Capability
+ * **cap), cap NULL when none is held. 9.0.2 has an internal flushEventLog(void)
+ * under the same name, so NullEventLogWriter (new in 9.2) marks the release.
+ * ghc-patches/ patch 6 backports both to 9.0.2. */
+struct EventLogWriter_;
+extern const struct EventLogWriter_ NullEventLogWriter WEAK;
+extern void flushEventLog(Capability **cap) WEAK;
+
 /* The patched RTS (ghc-patches/), preferred when present. */
 extern int rts_eventLogStreamingApiVersion(void) WEAK;
 extern void rts_flushEventLog(void) WEAK;
@@ -222,6 +230,18 @@ void elstream_glue_end_unlocked(void)
 {
     if (endEventLogging != NULL)
         endEventLogging();
+}
+
+int elstream_glue_public_flush_api(void)
+{
+    return &NullEventLogWriter != NULL && flushEventLog != NULL;
+}
+
+/* From a thread that holds no capability (the shim's own). */
+void elstream_glue_public_flush(void)
+{
+    if (elstream_glue_public_flush_api())
+        flushEventLog(NULL);
 }
 
 /* The patched RTS's native mechanisms (ghc-patches/). */

@@ -232,10 +232,11 @@ fn status(stream: &Stream) -> String {
         ),
         (
             "rts-api",
-            if caps.patched > 0 {
-                format!("patched-{}", caps.patched)
-            } else {
-                "stock".into()
+            match (caps.patched > 0, caps.public_flush) {
+                (true, false) => format!("patched-{}", caps.patched),
+                (true, true) => format!("patched-{},ghc-9.2-flush", caps.patched),
+                (false, true) => "ghc-9.2-flush".into(),
+                (false, false) => "stock".into(),
             },
         ),
         (

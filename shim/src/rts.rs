@@ -33,6 +33,8 @@ mod glue {
         ) -> c_int;
         pub fn elstream_glue_start_unlocked(writer: *const c_void) -> c_int;
         pub fn elstream_glue_end_unlocked();
+        pub fn elstream_glue_public_flush_api() -> c_int;
+        pub fn elstream_glue_public_flush();
         pub fn elstream_glue_patched_flush();
         pub fn elstream_glue_patched_set_classes(classes: c_uint) -> c_int;
         pub fn elstream_glue_patched_resync();
@@ -87,18 +89,25 @@ pub struct Capabilities {
     pub post_state: bool,
     /// Level of the patched RTS API (ghc-patches/), 0 on stock GHC.
     pub patched: i32,
+    /// GHC 9.2's public `flushEventLog(Capability **)` (or patch 6's backport).
+    pub public_flush: bool,
 }
 
 impl Capabilities {
     pub fn can_flush(&self) -> bool {
-        self.patched > 0 || self.stop_world
+        self.public_flush || self.patched > 0 || self.stop_world
     }
 
+    /// Upstream's API first: it is what stays when the patches are gone.
     pub fn flush_mechanism(&self) -> &'static str {
-        match (self.patched > 0, self.stop_world) {
-            (true, _) => "patched-rts",
-            (false, true) => "stop-the-world",
-            _ => "unavailable (not a static -threaded link)",
+        if self.public_flush {
+            "ghc-9.2-api"
+        } else if self.patched > 0 {
+            "patched-rts"
+        } else if self.stop_world {
+            "stop-the-world"
+        } else {
+            "unavailable (not a static -threaded link, and no GHC >= 9.2 flushEventLog)"
         }
     }
 
@@ -129,6 +138,7 @@ pub fn probe() -> Capabilities {
             stop_world: glue::elstream_glue_can_stop_world() != 0,
             post_state: glue::elstream_glue_can_post_state() != 0,
             patched: glue::elstream_glue_patched_api(),
+            public_flush: glue::elstream_glue_public_flush_api() != 0,
         }
     }
 }
@@ -350,7 +360,11 @@ fn execute(stream: &Stream, op: Op) -> Result<(), Error> {
         }
         Op::Flush => {
             let t0 = Instant::now();
-            let r = if caps.patched > 0 {
+            let r = if caps.public_flush {
+                // SAFETY: GHC 9.2's public flush, from a thread holding no capability.
+                unsafe { glue::elstream_glue_public_flush() };
+                Ok(())
+            } else if caps.patched > 0 {
                 // SAFETY: the patched RTS's public, thread-safe flush.
                 unsafe { glue::elstream_glue_patched_flush() };
                 Ok(())
@@ -427,6 +441,7 @@ mod tests {
         let caps = probe();
         assert!(!caps.rts && !caps.switches && !caps.stop_world && !caps.post_state);
         assert_eq!(caps.patched, 0);
+        assert!(!caps.public_flush && !caps.can_flush());
         assert!(classes().is_none());
         assert_eq!(caps.classes_mechanism(), "shim-filter");
     }

@@ -1,5 +1,6 @@
 //! The shim on a patched GHC 9.0.2 RTS (ghc-patches/): it must find the RTS's
-//! own streaming API and use it for flush, classes and sync.
+//! own streaming API and use it for classes and sync, and GHC 9.2's public
+//! `flushEventLog(NULL)` (patch 6 backports it) for flush.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
@@ -44,8 +45,8 @@ fn the_patched_rts_api_is_detected_and_used() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     for line in [
-        "rts-api=patched-1",
-        "flush-mechanism=patched-rts",
+        "rts-api=patched-1,ghc-9.2-flush",
+        "flush-mechanism=ghc-9.2-api",
         "classes-mechanism=patched-rts",
         "sync-mechanism=patched-rts",
     ] {
