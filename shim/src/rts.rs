@@ -273,7 +273,12 @@ pub fn spawn(stream: Arc<Stream>, rx: mpsc::Receiver<Request>) -> Result<(), Err
                         let _ = reply.send(execute(&stream, op));
                     }
                     Err(RecvTimeoutError::Timeout) => {
-                        next_flush = None;
+                        // Fixed rate: the flush's own time does not stretch the period.
+                        let now = Instant::now();
+                        next_flush = match (interval, next_flush) {
+                            (Some(i), Some(t)) if t + i > now => Some(t + i),
+                            _ => None,
+                        };
                         if execute(&stream, Op::Flush).is_err() && EXITING.load(Ordering::Acquire) {
                             break;
                         }
