@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use elstream_format::eventlog::{
-    user_message_block, BlockMarker, Frame, Header, StreamDecoder, DATA_END,
+    events, user_message_block, BlockMarker, Frame, Header, StreamDecoder, DATA_END,
 };
 use elstream_format::udp::{FrameKind, Reassembled, Reassembler};
 use elstream_format::Endpoint;
@@ -51,6 +51,8 @@ struct Totals {
     bytes: u64,
     lost_datagrams: u64,
     dropped_blocks: u64,
+    /// UDP frames that arrived whole but did not hold whole events.
+    malformed_blocks: u64,
     unfinished: u64,
 }
 
@@ -124,6 +126,29 @@ impl Sink {
         self.write(bytes)
     }
 
+    /// A block from a UDP frame: written only if it holds whole events of the
+    /// session's header (a datagram that passed the framing checks can still
+    /// carry anything); otherwise dropped, counted and noted in the output.
+    fn checked_block(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(h) = &self.header else {
+            return Ok(());
+        };
+        let mut evs = events(h, bytes);
+        let whole = evs.by_ref().all(|e| e.is_ok()) && evs.offset() == bytes.len();
+        if whole {
+            return self.block(bytes);
+        }
+        self.totals.malformed_blocks += 1;
+        tracing::warn!(
+            bytes = bytes.len(),
+            "dropping a malformed block (not whole events of this session's header)"
+        );
+        self.notice(&format!(
+            "elstream: dropped 1 malformed block ({} bytes)",
+            bytes.len()
+        ))
+    }
+
     fn notice(&mut self, text: &str) -> Result<()> {
         if let Some(h) = &self.header {
             let b = user_message_block(h, self.last_time, text);
@@ -167,13 +192,18 @@ pub fn recv(opts: RecvOpts) -> Result<i32> {
     sink.finish(false)?;
     let t = &sink.totals;
     eprintln!(
-        "elstream recv: {} sessions ({} without data end), {} blocks, {} bytes, lost {} datagrams, dropped {} blocks",
+        "elstream recv: {} sessions ({} without data end), {} blocks, {} bytes, lost {} datagrams, dropped {} blocks{}",
         t.sessions + t.unfinished,
         t.unfinished,
         t.blocks,
         t.bytes,
         t.lost_datagrams,
-        t.dropped_blocks
+        t.dropped_blocks,
+        if t.malformed_blocks > 0 {
+            format!(", dropped {} malformed blocks", t.malformed_blocks)
+        } else {
+            String::new()
+        }
     );
     r.map(|_| 0)
 }
@@ -363,10 +393,10 @@ fn recv_udp(hp: &str, opts: &RecvOpts, sink: &mut Sink, limit: Option<u64>) -> R
                 }
                 Reassembled::Frame(FrameKind::State, bytes) => {
                     if sink.is_open() && sink.blocks_in_session == 0 {
-                        sink.block(&bytes)?;
+                        sink.checked_block(&bytes)?;
                     }
                 }
-                Reassembled::Frame(FrameKind::Block, bytes) => sink.block(&bytes)?,
+                Reassembled::Frame(FrameKind::Block, bytes) => sink.checked_block(&bytes)?,
                 Reassembled::Frame(FrameKind::DataEnd, _) => {
                     if sink.is_open() {
                         sink.finish(true)?;

@@ -419,3 +419,91 @@ fn udp_through_a_relay_losing_5_percent_reports_gaps_and_parses() {
         "{work} {counts:?}"
     );
 }
+
+#[test]
+fn udp_frames_that_are_not_whole_events_are_dropped_and_the_rest_parses() {
+    use elstream_format::eventlog::{Frame, StreamDecoder, DATA_END};
+    use elstream_format::udp::{FrameKind, Packetizer};
+    let dir = TempDir::new("faults-udp-garbage");
+    // A real log from Plain (`+RTS -l`), cut into its header and blocks.
+    let log = dir.join("plain.eventlog");
+    let out = ChildGuard::spawn(
+        std::process::Command::new(testkit::example("Plain"))
+            .args(["6", "0", "+RTS", "-N2", "-l"])
+            .arg(format!("-ol{}", log.display()))
+            .arg("-RTS")
+            .stdout(Stdio::null()),
+    )
+    .wait_timeout(LONG);
+    assert!(out.status.success(), "{out:?}");
+    let want = check(&log);
+    want.assert_ok();
+    let mut dec = StreamDecoder::new();
+    dec.push(&std::fs::read(&log).unwrap());
+    let (mut header, mut blocks) = (None, Vec::new());
+    while let Some(f) = dec.next_frame().unwrap() {
+        match f {
+            Frame::Header(h) => header = Some(h.raw),
+            Frame::Block(b) => blocks.push(b.bytes),
+            Frame::DataEnd => {}
+        }
+    }
+    assert!(blocks.len() >= 2, "{} blocks", blocks.len());
+
+    let out_file = dir.join("udp.eventlog");
+    let rport = free_udp_port();
+    let recv = ChildGuard::spawn(
+        elstream_cmd(
+            &dir,
+            "recv",
+            &[
+                "recv",
+                &format!("udp://127.0.0.1:{rport}"),
+                "-o",
+                out_file.to_str().unwrap(),
+                "--sessions",
+                "1",
+                "--idle-timeout",
+                "10s",
+            ],
+        )
+        .stdout(Stdio::null()),
+    );
+    wait_udp_bound(rport);
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut p = Packetizer::new(0x5eed, 1400).unwrap();
+    let mut send = |kind, frame: &[u8]| {
+        p.packetize(kind, frame, |d| {
+            tx.send_to(d, ("127.0.0.1", rport)).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    send(FrameKind::Header, &header.unwrap());
+    // Well-framed datagrams whose blocks are not whole events: bytes of no
+    // event type, and a real block cut short.
+    let garbage = vec![0xab; 300];
+    let cut = &blocks[0][..blocks[0].len() - 3];
+    send(FrameKind::Block, &garbage);
+    for (i, b) in blocks.iter().enumerate() {
+        send(FrameKind::Block, b);
+        if i == 0 {
+            send(FrameKind::Block, cut);
+        }
+    }
+    send(FrameKind::DataEnd, &DATA_END);
+    let r = recv.wait_timeout(LONG);
+    let err = stderr_of(&dir, "recv");
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains("dropped 2 malformed blocks"), "{err}");
+    let c = check(&out_file);
+    c.assert_ok();
+    // Every real event arrived, plus one notice per dropped block.
+    let notices = c
+        .user_messages
+        .iter()
+        .filter(|m| m.starts_with("elstream: dropped 1 malformed block"))
+        .count();
+    assert_eq!(notices, 2, "{:?}", c.user_messages);
+    assert_eq!(c.user_messages.len(), want.user_messages.len() + 2);
+    assert_eq!(c.markers, want.markers);
+}
