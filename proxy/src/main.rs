@@ -243,6 +243,10 @@ struct ControlArgs {
     /// TOKEN`). It must not be readable by group or others (chmod 600).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// How long a relayed command may wait for the shim's reply; then its
+    /// client gets a `failed` reply and the relay reconnects.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    control_timeout: Duration,
 }
 
 impl ControlArgs {
@@ -273,7 +277,8 @@ impl ControlArgs {
                 )))
             }
         };
-        relay::RelayConfig::new(self.control_listen, to, self.token_file.as_deref()).map(Some)
+        relay::RelayConfig::new(self.control_listen, to, self.token_file.as_deref())
+            .map(|c| Some(c.reply_timeout(self.control_timeout)))
     }
 }
 

@@ -36,6 +36,8 @@ pub const CONN_BASE: usize = 1 << 40;
 pub const MAX_CONNS: usize = 64;
 /// A TCP client must authenticate within this long.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A relayed request's wait for the shim (a snapshot of a big ring can take seconds).
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A client's unsent replies; above this its requests wait.
 const OUT_LIMIT: usize = 256 << 10;
 const READ_CHUNK: usize = 16 << 10;
@@ -49,6 +51,8 @@ pub struct RelayConfig {
     pub to: PathBuf,
     /// From `--token-file`; required when a listener is TCP.
     pub token: Option<String>,
+    /// How long a relayed request may wait for the shim's reply.
+    pub reply_timeout: Duration,
 }
 
 impl RelayConfig {
@@ -68,7 +72,19 @@ impl RelayConfig {
                 )));
             }
         }
-        Ok(RelayConfig { listen, to, token })
+        Ok(RelayConfig {
+            listen,
+            to,
+            token,
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+        })
+    }
+
+    pub fn reply_timeout(self, t: Duration) -> Self {
+        RelayConfig {
+            reply_timeout: t,
+            ..self
+        }
     }
 }
 
@@ -133,7 +149,8 @@ struct Upstream {
     token: Token,
     decoder: ControlDecoder,
     out: Vec<u8>,
-    waiting: VecDeque<Token>,
+    /// Clients waiting for a reply, in request order, with when they asked.
+    waiting: VecDeque<(Token, Instant)>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -150,6 +167,7 @@ pub struct Relay {
     listeners: Vec<Listener>,
     to: PathBuf,
     token: Option<String>,
+    reply_timeout: Duration,
     clients: HashMap<Token, Client>,
     upstream: Option<Upstream>,
     next_token: usize,
@@ -172,6 +190,7 @@ impl Relay {
             listeners,
             to: cfg.to.clone(),
             token: cfg.token.clone(),
+            reply_timeout: cfg.reply_timeout,
             clients: HashMap::new(),
             upstream: None,
             next_token: CONN_BASE,
@@ -188,11 +207,27 @@ impl Relay {
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        self.clients.values().filter_map(|c| c.auth_deadline).min()
+        let reply = self.reply_deadline();
+        self.clients
+            .values()
+            .filter_map(|c| c.auth_deadline)
+            .chain(reply)
+            .min()
     }
 
-    /// Closes TCP clients that did not authenticate in time.
+    fn reply_deadline(&self) -> Option<Instant> {
+        let up = self.upstream.as_ref()?;
+        up.waiting.front().map(|(_, t)| *t + self.reply_timeout)
+    }
+
+    /// Closes TCP clients that did not authenticate in time; fails requests
+    /// the shim did not answer in time.
     pub fn timers(&mut self, registry: &Registry, now: Instant) {
+        if self.reply_deadline().is_some_and(|d| now >= d) {
+            let why = format!("the shim did not answer within {:?}", self.reply_timeout);
+            let answered = self.drop_upstream(registry, &why);
+            self.deliver(registry, answered);
+        }
         let late: Vec<Token> = self
             .clients
             .iter()
@@ -381,7 +416,7 @@ impl Relay {
         }
         let up = self.upstream.as_mut().expect("connected");
         up.out.extend(request(&line));
-        up.waiting.push_back(tok);
+        up.waiting.push_back((tok, Instant::now()));
         if let Some(c) = self.clients.get_mut(&tok) {
             c.in_flight = true;
         }
@@ -453,7 +488,7 @@ impl Relay {
         loop {
             match up.decoder.next_frame() {
                 Ok(Some(f)) => match up.waiting.pop_front() {
-                    Some(tok) => answered.push((tok, reply(f.status, &f.text))),
+                    Some((tok, _)) => answered.push((tok, reply(f.status, &f.text))),
                     None => {
                         broken = Some("the shim sent a reply nobody asked for".into());
                         break;
@@ -470,20 +505,27 @@ impl Relay {
             let mut up = self.upstream.take().expect("present");
             let _ = registry.deregister(&mut up.sock);
         } else if let Some(why) = &broken {
-            tracing::warn!(to = %self.to.display(), "control relay: {why}; reconnecting at the next request");
-            let mut up = self.upstream.take().expect("present");
-            let _ = registry.deregister(&mut up.sock);
-            for tok in up.waiting {
-                self.counters.failed += 1;
-                answered.push((
-                    tok,
-                    reply(
-                        Status::Failed,
-                        &format!("{why} (the command may or may not have run)"),
-                    ),
-                ));
-            }
+            answered.extend(self.drop_upstream(registry, why));
         }
+        self.deliver(registry, answered);
+    }
+
+    /// Closes the shim connection; every waiting client gets a `Failed` reply.
+    fn drop_upstream(&mut self, registry: &Registry, why: &str) -> Vec<(Token, Vec<u8>)> {
+        let Some(mut up) = self.upstream.take() else {
+            return Vec::new();
+        };
+        tracing::warn!(to = %self.to.display(), "control relay: {why}; reconnecting at the next request");
+        let _ = registry.deregister(&mut up.sock);
+        let text = format!("{why} (the command may or may not have run)");
+        self.counters.failed += up.waiting.len() as u64;
+        up.waiting
+            .into_iter()
+            .map(|(tok, _)| (tok, reply(Status::Failed, &text)))
+            .collect()
+    }
+
+    fn deliver(&mut self, registry: &Registry, answered: Vec<(Token, Vec<u8>)>) {
         for (tok, bytes) in answered {
             if let Some(c) = self.clients.get_mut(&tok) {
                 c.out.extend(bytes);

@@ -318,3 +318,77 @@ fn relay_limits_connections_and_survives_an_absent_shim() {
     assert_eq!(c.call("status").status, Status::Failed);
     assert!(stats(&dir).contains("refused=1"), "{}", stats(&dir));
 }
+
+#[test]
+fn relay_fails_what_the_shim_never_answers_and_closes_clients_that_never_authenticate() {
+    use elstream_format::control::{reply, ControlDecoder};
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    let dir = TempDir::new("relay-timeouts");
+    // A stand-in for the shim's control socket: the first connection reads
+    // and never answers (a hung program), the next ones answer every request.
+    let fake = dir.join("fake.ctl");
+    let listener = UnixListener::bind(&fake).unwrap();
+    std::thread::spawn(move || {
+        let mut silent = None;
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(mut s) = conn else { return };
+            if i == 0 {
+                silent = Some(s);
+                continue;
+            }
+            std::thread::spawn(move || {
+                let mut d = ControlDecoder::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    d.push(&buf[..n]);
+                    while let Ok(Some(f)) = d.next_frame() {
+                        let _ = s.write_all(&reply(Status::Ok, &format!("fake: {}", f.text)));
+                    }
+                }
+            });
+        }
+        drop(silent);
+    });
+    let port = free_tcp_port();
+    let relay_sock = dir.join("r.sock");
+    let token = token_file(&dir, "token", "s3cret", 0o600);
+    let _proxy = ChildGuard::spawn(&mut elstream_cmd(
+        &dir,
+        "proxy",
+        &[
+            "proxy",
+            "--source",
+            &format!("unix:{}", dir.join("none.sock").display()),
+            "--control-listen",
+            &format!("unix:{}", relay_sock.display()),
+            "--control-listen",
+            &port.to_string(),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--control-to",
+            &format!("unix:{}", fake.display()),
+            "--control-timeout",
+            "1s",
+        ],
+    ));
+    assert!(wait_for_path(&relay_sock, LONG));
+    // A TCP client that never sends `auth` is told so and closed (10 s).
+    let mut lurker = tcp_ctl(port);
+    let t0 = std::time::Instant::now();
+    let mut c = unix_ctl(&relay_sock);
+    let r = c.call("status");
+    assert_eq!(r.status, Status::Failed, "{}", r.text);
+    assert!(r.text.contains("did not answer within 1s"), "{}", r.text);
+    // The relay reconnected: the next request reaches a shim that answers.
+    let r = c.call("status");
+    assert_eq!((r.status, r.text.as_str()), (Status::Ok, "fake: status"));
+    let r = lurker.recv().expect("an unauthorized reply");
+    assert_eq!(r.status, Status::Unauthorized, "{}", r.text);
+    assert!(r.text.contains("within 10s"), "{}", r.text);
+    assert!(t0.elapsed().as_secs() >= 9, "{:?}", t0.elapsed());
+    assert!(lurker.recv().is_none(), "the connection is closed");
+}
