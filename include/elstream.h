@@ -143,19 +143,6 @@ const elstream_eventlog_writer *elstream_writer(void);
 // `out` points to writable memory for one `elstream_stats`.
 int elstream_get_stats(elstream_stats *out);
 
-// Called by the RTS (through `OnExitHook`) first thing in `hs_exit`.
-void elstream_rts_exiting(void);
-
-extern int elstream_glue_can_post_state(void);
-
-extern int elstream_glue_set_classes(unsigned int classes);
-
-extern void elstream_glue_patched_flush(void);
-
-extern int elstream_glue_patched_set_classes(unsigned int classes);
-
-extern void elstream_glue_patched_resync(void);
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -69,6 +69,9 @@ pub struct Ring {
 /// (empty capability buffers after a flush) cannot grow it without limit.
 const SPANS_PER_MIB: usize = 1024;
 
+/// Bytes copied out per hold of the lock (a 2 MiB block takes 16 holds).
+const COPY_CHUNK: usize = 128 << 10;
+
 impl Ring {
     pub fn new(capacity: usize) -> Result<Ring, Error> {
         let (bytes, max_spans) = allocate(capacity)?;
@@ -144,37 +147,47 @@ impl Ring {
     }
 
     /// Copies the block at absolute position `pos` (byte offset `pos_byte`)
-    /// onto the end of `out`.
+    /// onto the end of `out`, [`COPY_CHUNK`] bytes per hold of the lock so an
+    /// RTS thread's push never waits for a whole block's copy. A block
+    /// evicted halfway through is reported as evicted and `out` left as it was.
     pub fn copy_block(&self, pos: u64, pos_byte: u64, out: &mut Vec<u8>) -> Copied {
-        let mut g = self.lock();
-        if pos < g.first_block {
-            let first_byte = g.spans.front().map_or(g.end_byte, |s| s.start);
-            return Copied::Evicted {
-                first: g.first_block,
-                first_byte,
-                blocks: g.first_block - pos,
-                bytes: first_byte - pos_byte,
+        let out_len = out.len();
+        let mut done = 0usize;
+        loop {
+            let mut g = self.lock();
+            if pos < g.first_block {
+                out.truncate(out_len);
+                let first_byte = g.spans.front().map_or(g.end_byte, |s| s.start);
+                return Copied::Evicted {
+                    first: g.first_block,
+                    first_byte,
+                    blocks: g.first_block - pos,
+                    bytes: first_byte - pos_byte,
+                };
+            }
+            let idx = (pos - g.first_block) as usize;
+            let Some(span) = g.spans.get(idx).copied() else {
+                return Copied::Empty;
             };
-        }
-        let idx = (pos - g.first_block) as usize;
-        let Some(span) = g.spans.get(idx).copied() else {
-            return Copied::Empty;
-        };
-        let oldest = g.spans[0].start;
-        let from = (span.start - oldest) as usize;
-        let to = from + span.len as usize;
-        let (a, b) = g.bytes.as_slices();
-        if to <= a.len() {
-            out.extend_from_slice(&a[from..to]);
-        } else if from >= a.len() {
-            out.extend_from_slice(&b[from - a.len()..to - a.len()]);
-        } else {
-            out.extend_from_slice(&a[from..]);
-            out.extend_from_slice(&b[..to - a.len()]);
-        }
-        Copied::Block {
-            next: pos + 1,
-            next_byte: span.start + span.len as u64,
+            let at = (span.start - g.spans[0].start) as usize;
+            let from = at + done;
+            let to = (at + span.len as usize).min(from + COPY_CHUNK);
+            let (a, b) = g.bytes.as_slices();
+            if to <= a.len() {
+                out.extend_from_slice(&a[from..to]);
+            } else if from >= a.len() {
+                out.extend_from_slice(&b[from - a.len()..to - a.len()]);
+            } else {
+                out.extend_from_slice(&a[from..]);
+                out.extend_from_slice(&b[..to - a.len()]);
+            }
+            done += to - from;
+            if done == span.len as usize {
+                return Copied::Block {
+                    next: pos + 1,
+                    next_byte: span.start + span.len as u64,
+                };
+            }
         }
     }
 
@@ -366,5 +379,50 @@ mod tests {
             pos_byte = next_byte;
         }
         assert_eq!(seen.len(), 400);
+    }
+
+    #[test]
+    fn a_reader_copying_in_chunks_gets_whole_blocks_or_eviction_never_a_mix() {
+        // Blocks of 300 KiB (3 chunks) in a 1 MiB ring, pushed as fast as
+        // possible while a reader copies: every block it gets is one block's
+        // bytes, whole; the ones overwritten meanwhile come back as evicted.
+        const LEN: usize = 300 << 10;
+        let n: u32 = if cfg!(miri) { 12 } else { 400 };
+        let ring = std::sync::Arc::new(Ring::new(1 << 20).unwrap());
+        let writer = {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    let mut b = vec![(i % 251) as u8; LEN];
+                    b[..4].copy_from_slice(&i.to_be_bytes());
+                    ring.push_block(&b);
+                }
+            })
+        };
+        let (mut pos, mut pos_byte) = (0u64, 0u64);
+        let (mut whole, mut evicted) = (0, 0);
+        while pos < n as u64 {
+            let mut out = vec![7u8];
+            match ring.copy_block(pos, pos_byte, &mut out) {
+                Copied::Block { next, next_byte } => {
+                    assert_eq!(out.len(), 1 + LEN);
+                    let i = u32::from_be_bytes(out[1..5].try_into().unwrap());
+                    assert_eq!(i as u64, pos);
+                    assert!(out[5..].iter().all(|&x| x == (i % 251) as u8));
+                    (pos, pos_byte) = (next, next_byte);
+                    whole += 1;
+                }
+                Copied::Evicted {
+                    first, first_byte, ..
+                } => {
+                    assert_eq!(out, [7u8], "a cut-off copy is undone");
+                    (pos, pos_byte) = (first, first_byte);
+                    evicted += 1;
+                }
+                Copied::Empty => std::thread::yield_now(),
+            }
+        }
+        writer.join().unwrap();
+        assert!(whole > 0, "{whole} whole, {evicted} evicted");
     }
 }
