@@ -356,3 +356,127 @@ fn marker_size_counting_the_data_end_keeps_its_end_time() {
         b.len()
     );
 }
+
+/// (type, time, payload) of an event.
+type Ev = (u16, u64, Vec<u8>);
+
+/// Run/stop pairs (the pattern the walks are tuned for) mixed with runs of
+/// one type, variable-size events and empty payloads.
+fn mixed_block(h: &Header) -> (Vec<u8>, Vec<Ev>) {
+    let mut want = Vec::new();
+    let mut add = |ty: u16, payload: &[u8]| {
+        let time = 1000 + want.len() as u64 * 7 % 13;
+        want.push((ty, time, payload.to_vec()));
+    };
+    for i in 0..50u32 {
+        add(EVENT_RUN_THREAD, &i.to_be_bytes());
+        add(EVENT_STOP_THREAD, &[i as u8; 10]);
+    }
+    for i in 0..5u32 {
+        add(EVENT_RUN_THREAD, &i.to_be_bytes());
+    }
+    for p in [&b"a"[..], b"", b"msg"] {
+        add(EVENT_STOP_THREAD, &[7; 10]);
+        add(EVENT_USER_MSG, p);
+        add(EVENT_GC_START, b"");
+    }
+    add(EVENT_RUN_THREAD, &[1; 4]);
+    add(EVENT_USER_MSG, b"last");
+    let mut b = BlockBuilder::new(3);
+    for (ty, time, payload) in &want {
+        b.push(h, *ty, *time, payload).unwrap();
+    }
+    (b.finish(), want)
+}
+
+fn mixed_types() -> Vec<EventTypeInfo> {
+    let mut t = types();
+    t.push(EventTypeInfo {
+        num: EVENT_STOP_THREAD,
+        size: Some(10),
+        desc: "stop".into(),
+    });
+    t
+}
+
+#[test]
+fn events_follow_any_type_pattern_and_stop_at_a_cut() {
+    let h = Header::from_types(&mixed_types());
+    let (block, want) = mixed_block(&h);
+    let got: Vec<_> = events(&h, &block).map(Result::unwrap).collect();
+    assert_eq!(got[0].ty, EVENT_BLOCK_MARKER);
+    let got: Vec<_> = got[1..]
+        .iter()
+        .map(|e| (e.ty, e.time, e.payload.to_vec()))
+        .collect();
+    assert_eq!(got, want);
+
+    // Event boundaries, then every cut: whole events, then one error at the
+    // boundary before the cut, which `offset` keeps.
+    let mut ends = vec![0];
+    let mut it = events(&h, &block);
+    while it.next().is_some() {
+        ends.push(it.offset());
+    }
+    assert_eq!(*ends.last().unwrap(), block.len());
+    for cut in 0..=block.len() {
+        let whole = ends.iter().filter(|&&e| e > 0 && e <= cut).count();
+        let start = ends[whole];
+        let mut it = events(&h, &block[..cut]);
+        for _ in 0..whole {
+            it.next().unwrap().unwrap();
+        }
+        assert_eq!(it.offset(), start, "cut {cut}");
+        if start < cut {
+            assert_eq!(
+                it.next(),
+                Some(Err(FormatError::Truncated {
+                    offset: start as u64,
+                    what: "event"
+                })),
+                "cut {cut}"
+            );
+            assert_eq!(it.offset(), start, "cut {cut}");
+        }
+        assert_eq!(it.next(), None, "cut {cut}");
+    }
+}
+
+#[test]
+fn blocks_are_the_same_for_any_push_size() {
+    let h = Header::from_types(&mixed_types());
+    let mut s = h.raw.clone();
+    let mut blocks = Vec::new();
+    for n in [400, 3, 1200] {
+        let mut b = BlockBuilder::new(0);
+        for i in 0..n {
+            b.push(&h, EVENT_RUN_THREAD, i, &[0; 4]).unwrap();
+            b.push(&h, EVENT_STOP_THREAD, i + 1, &[0; 10]).unwrap();
+        }
+        let b = b.finish();
+        s.extend(&b);
+        blocks.push((b, 2 * n as u32));
+    }
+    s.extend(DATA_END);
+    for chunk in [1, 7, 100, 1000, 4096, s.len()] {
+        let mut d = StreamDecoder::new();
+        let mut got = Vec::new();
+        for c in s.chunks(chunk) {
+            d.push(c);
+            while let Some(f) = d.next_frame().unwrap() {
+                if let Frame::Block(b) = f {
+                    got.push(b);
+                }
+            }
+        }
+        assert!(d.at_boundary());
+        assert_eq!(d.offset(), s.len() as u64);
+        assert_eq!(got.len(), blocks.len(), "chunk {chunk}");
+        for (b, (want, events)) in got.iter().zip(&blocks) {
+            assert_eq!(&b.bytes, want, "chunk {chunk}");
+            assert_eq!(b.events, *events);
+            // A block handed out without a copy carries little spare room.
+            assert!(b.bytes.capacity() <= b.bytes.len() + b.bytes.len() / 16);
+        }
+    }
+}

@@ -1,13 +1,18 @@
 //! Incremental splitting of an eventlog byte stream into frames.
 
-use super::header::{HeaderParser, HEADER_BEGIN, SIZE_UNKNOWN};
+use super::header::{HeaderParser, HEADER_BEGIN, SIZE_UNKNOWN, SIZE_VARIABLE};
 use super::{
-    be16, be64, event_len, BlockMarker, FormatError, Header, BLOCK_MARKER_SIZE, EVENT_BLOCK_MARKER,
-    GLOBAL_CAP,
+    be16, be64, event_len, events, BlockMarker, FormatError, Header, SizeHistory,
+    BLOCK_MARKER_SIZE, EVENT_BLOCK_MARKER, EVENT_HEADER_SIZE, GLOBAL_CAP,
 };
 
 /// A block longer than this is cut (bounded memory); 9.0.2's buffers are 2 MiB.
 pub const MAX_BLOCK_SIZE: usize = 16 << 20;
+
+/// A block handed out without a copy has at most 1/MAX_SLACK of its size as
+/// unused capacity (consumers such as the proxy's store keep blocks and
+/// count them by length).
+const MAX_SLACK: usize = 16;
 
 /// One unit of an eventlog stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,8 +63,6 @@ struct Scan {
     /// The marker's size while it is still consistent with the events seen.
     target: Option<usize>,
     events: u32,
-    first_time: Option<u64>,
-    max_time: u64,
 }
 
 /// Splits a byte stream, pushed in chunks of any size, into [`Frame`]s.
@@ -78,6 +81,8 @@ pub struct StreamDecoder {
     hdr: HeaderParser,
     scan: Option<Scan>,
     failed: Option<FormatError>,
+    /// The largest push so far: how far a push may run past a block's end.
+    max_push: usize,
 }
 
 impl Default for StreamDecoder {
@@ -103,11 +108,13 @@ impl StreamDecoder {
             hdr: HeaderParser::default(),
             scan: None,
             failed: None,
+            max_push: 0,
         }
     }
 
     /// Appends stream bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        self.max_push = self.max_push.max(bytes.len());
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.base += self.pos as u64;
@@ -249,8 +256,6 @@ impl StreamDecoder {
                         marker: Some(m),
                         target: (size >= BLOCK_MARKER_SIZE).then_some(size),
                         events: 0,
-                        first_time: None,
-                        max_time: m.time,
                     }
                 } else {
                     Scan {
@@ -258,14 +263,27 @@ impl StreamDecoder {
                         marker: None,
                         target: None,
                         events: 0,
-                        first_time: None,
-                        max_time: 0,
                     }
                 }
             }
         };
-        // Hot loop: walk whole events until the block's end is known.
+        if self.scan.is_none() {
+            if let Some(m) = scan.marker {
+                self.fit_block(m.size as usize);
+            }
+        }
+        let header = self.header.as_ref().expect("InData implies a header");
+        let rest = &self.buf[self.pos..];
+        // Walk whole events until the block's end is known. `skip_plain`
+        // takes the common events fast; the body below does one step of the
+        // full walk for whatever it stopped at.
         let end = loop {
+            let stop = scan
+                .target
+                .map_or(MAX_BLOCK_SIZE, |t| t.min(MAX_BLOCK_SIZE));
+            let (off, n) = skip_plain(header, rest, scan.off, stop);
+            scan.off = off;
+            scan.events += n;
             if let Some(t) = scan.target {
                 if scan.off == t {
                     break true;
@@ -291,9 +309,6 @@ impl StreamDecoder {
             }
             match event_len(header, ev, at + scan.off as u64) {
                 Ok(Some(len)) => {
-                    let time = be64(ev, 2);
-                    scan.first_time.get_or_insert(time);
-                    scan.max_time = scan.max_time.max(time);
                     scan.events += 1;
                     scan.off += len;
                 }
@@ -337,19 +352,63 @@ impl StreamDecoder {
         Ok(Step::Frame(Frame::Block(self.take_block(scan))))
     }
 
+    /// Makes room for a block of `size` bytes (as its marker says) at the
+    /// front of the buffer, plus one push's overshoot, so that `take_block`
+    /// can hand out the buffer itself. Left alone when the spare room would
+    /// be large for the block (big pushes, small blocks): then blocks are
+    /// copied out.
+    fn fit_block(&mut self, size: usize) {
+        if size > MAX_BLOCK_SIZE || self.max_push > size / MAX_SLACK {
+            return;
+        }
+        if self.pos > 0 {
+            // Move the block to the front (it has about one push buffered).
+            self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
+            self.pos = 0;
+        }
+        let want = size + self.max_push;
+        if self.buf.capacity() < want {
+            self.buf.reserve_exact(want - self.buf.len());
+        } else if self.buf.capacity() - size > size / MAX_SLACK {
+            self.buf.shrink_to(want);
+        }
+    }
+
     fn take_block(&mut self, scan: Scan) -> Block {
-        let mut bytes = self.buf[self.pos..self.pos + scan.off].to_vec();
-        self.pos += scan.off;
+        let end = self.pos + scan.off;
+        let mut bytes = if self.pos == 0 && self.buf.capacity() - end <= end / MAX_SLACK {
+            // The buffer fits the block snugly (see `fit_block`): hand it out
+            // and keep only what follows, rather than copy the block.
+            let mut next = Vec::with_capacity(self.buf.capacity());
+            next.extend_from_slice(&self.buf[end..]);
+            self.buf.truncate(end);
+            self.base += end as u64;
+            std::mem::replace(&mut self.buf, next)
+        } else {
+            let bytes = self.buf[self.pos..end].to_vec();
+            self.pos = end;
+            bytes
+        };
         self.scan = None;
+        // Times are only read here, in the rare cases that need them.
+        let max_time = || {
+            let header = self.header.as_ref().expect("a block implies a header");
+            events(header, &bytes)
+                .map_while(Result::ok)
+                .fold(0, |m, e| m.max(e.time))
+        };
         let (cap, start_time, end_time) = match scan.marker {
             Some(m) if scan.target == Some(scan.off) => (m.cap, m.time, m.end_time),
             Some(m) => {
                 // Stale or wrong size: make the marker describe what we cut.
+                let max_time = max_time();
                 bytes[2 + 8..2 + 8 + 4].copy_from_slice(&(scan.off as u32).to_be_bytes());
-                bytes[2 + 8 + 4..2 + 8 + 4 + 8].copy_from_slice(&scan.max_time.to_be_bytes());
-                (m.cap, m.time, scan.max_time)
+                bytes[2 + 8 + 4..2 + 8 + 4 + 8].copy_from_slice(&max_time.to_be_bytes());
+                (m.cap, m.time, max_time)
             }
-            None => (GLOBAL_CAP, scan.first_time.unwrap_or(0), scan.max_time),
+            // A scan without a marker ends after at least one whole event.
+            None => (GLOBAL_CAP, be64(&bytes, 2), max_time()),
         };
         Block {
             bytes,
@@ -359,6 +418,43 @@ impl StreamDecoder {
             events: scan.events,
         }
     }
+}
+
+/// Walks the events from `off` on while they are plain: of a known fixed
+/// size, not a block marker, whole in `bytes` and starting before `stop`.
+/// Returns where it stopped and how many events it walked. Each of these
+/// events is one step of `step_data`'s walk that changes nothing but the
+/// offset and the count.
+#[inline]
+fn skip_plain(header: &Header, bytes: &[u8], mut off: usize, stop: usize) -> (usize, u32) {
+    let start = off;
+    let mut n = 0;
+    let mut history = SizeHistory::default();
+    let mut rest = bytes.get(off..).unwrap_or_default();
+    while off < stop {
+        let Some(&[a, b]) = rest.first_chunk::<2>() else {
+            break;
+        };
+        let ty = u16::from_be_bytes([a, b]);
+        let size = match history.hit(ty) {
+            Some(size) => size,
+            None => {
+                let code = header.size_code(ty);
+                if code >= SIZE_VARIABLE || ty == EVENT_BLOCK_MARKER {
+                    break;
+                }
+                history.push(ty, Some(code as u16), off - start);
+                code as u16
+            }
+        };
+        let Some((_, after)) = rest.split_at_checked(EVENT_HEADER_SIZE + size as usize) else {
+            break;
+        };
+        off += EVENT_HEADER_SIZE + size as usize;
+        rest = after;
+        n += 1;
+    }
+    (off, n)
 }
 
 /// `hdrb` where the header's table has no type 0x6864 ("hd").
