@@ -41,6 +41,32 @@ const ORDER: [u16; 17] = [
     EVENT_USER_MARKER,
 ];
 
+/// [`StateCache::interested`] as one bit per event type (the decoder asks it
+/// for every new type it walks): the types in `ORDER` but user messages and
+/// markers, and the deletions. All are below 256.
+const INTERESTED: [u64; 4] = {
+    let mut m = [0u64; 4];
+    let deletions = [
+        EVENT_CAPSET_DELETE,
+        EVENT_CAPSET_REMOVE_CAP,
+        EVENT_CAP_DELETE,
+    ];
+    let mut i = 0;
+    while i < ORDER.len() + deletions.len() {
+        let t = if i < ORDER.len() {
+            ORDER[i]
+        } else {
+            deletions[i - ORDER.len()]
+        };
+        assert!(t < 256);
+        if t != EVENT_USER_MSG && t != EVENT_USER_MARKER {
+            m[t as usize / 64] |= 1 << (t % 64);
+        }
+        i += 1;
+    }
+    m
+};
+
 #[derive(Clone, Debug, Default)]
 pub struct StateCache {
     /// (event type, key within the type) → latest event.
@@ -68,12 +94,22 @@ impl StateCache {
     }
 
     /// Whether an event of this type can change the state (a cheap pre-check).
+    #[inline]
     pub fn interested(ty: u16) -> bool {
-        ORDER.contains(&ty) && ty != EVENT_USER_MSG && ty != EVENT_USER_MARKER
-            || matches!(
-                ty,
-                EVENT_CAPSET_DELETE | EVENT_CAPSET_REMOVE_CAP | EVENT_CAP_DELETE
-            )
+        (ty as usize) < 256 && INTERESTED[ty as usize / 64] >> (ty % 64) & 1 == 1
+    }
+
+    /// [`observe_block`](Self::observe_block) for a block from the decoder,
+    /// which says whether it holds any state event ([`Block::state`]): one
+    /// without only moves the clock, to its end time, and is not walked.
+    ///
+    /// [`Block::state`]: crate::eventlog::Block::state
+    pub fn observe_flagged(&mut self, header: &Header, block: &[u8], state: bool, end_time: u64) {
+        if state {
+            self.observe_block(header, block);
+        } else {
+            self.last_time = self.last_time.max(end_time);
+        }
     }
 
     /// Takes note of every state event in one block.
@@ -260,6 +296,18 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interested_is_the_state_types_and_deletions() {
+        for ty in 0..=u16::MAX {
+            let want = ORDER.contains(&ty) && ty != EVENT_USER_MSG && ty != EVENT_USER_MARKER
+                || matches!(
+                    ty,
+                    EVENT_CAPSET_DELETE | EVENT_CAPSET_REMOVE_CAP | EVENT_CAP_DELETE
+                );
+            assert_eq!(StateCache::interested(ty), want, "type {ty}");
+        }
+    }
 
     fn test_header() -> Header {
         let ty = |num, size: Option<u16>| EventTypeInfo {

@@ -5,6 +5,7 @@ mod common;
 
 use common::Rng;
 use elstream_format::eventlog::*;
+use elstream_format::state::StateCache;
 
 fn types() -> Vec<EventTypeInfo> {
     let t = |num, size: Option<u16>| EventTypeInfo {
@@ -231,6 +232,33 @@ fn oversized_header_is_rejected_early() {
 }
 
 #[test]
+fn blocks_say_whether_they_hold_state_events() {
+    let (mut with, mut without) = (0, 0);
+    for p in common::corpus_logs() {
+        let bytes = std::fs::read(&p).unwrap();
+        let mut d = StreamDecoder::new();
+        d.push(&bytes);
+        while let Ok(Some(f)) = d.next_frame() {
+            if let Frame::Block(b) = f {
+                let h = d.header().unwrap();
+                let state = events(h, &b.bytes)
+                    .map_while(Result::ok)
+                    .any(|e| StateCache::interested(e.ty));
+                assert_eq!(b.state, state, "{}", p.display());
+                if state {
+                    with += 1;
+                } else {
+                    without += 1;
+                }
+            }
+        }
+    }
+    if !common::corpus_logs().is_empty() {
+        assert!(with > 0 && without > 0, "{with} with, {without} without");
+    }
+}
+
+#[test]
 fn mutated_corpus_never_panics_and_stays_bounded() {
     let logs = common::corpus_logs();
     let mut rng = Rng(7);
@@ -256,9 +284,12 @@ fn mutated_corpus_never_panics_and_stays_bounded() {
                     match d.next_frame() {
                         Ok(Some(Frame::Block(blk))) => {
                             if let Some(h) = d.header() {
+                                let mut state = false;
                                 for e in events(h, &blk.bytes) {
-                                    e.expect("decoder handed out a block events() rejects");
+                                    let e = e.expect("decoder handed out a block events() rejects");
+                                    state |= StateCache::interested(e.ty);
                                 }
+                                assert_eq!(blk.state, state, "the block's state flag");
                             }
                         }
                         Ok(Some(_)) => {}

@@ -589,12 +589,10 @@ impl Proxy {
         let Some(session) = self.session.as_mut() else {
             return;
         };
-        let chunk = Chunk::new(ChunkKind::Block, block.bytes, block.end_time);
-        session.state.observe(&chunk.bytes);
+        let chunk = Chunk::block(block);
+        session.state.observe(&chunk);
         let state = &mut session.state;
-        session
-            .store
-            .push(chunk.clone(), |c| state.evicted(&c.bytes));
+        session.store.push(chunk.clone(), |c| state.evicted(c));
         session.blocks += 1;
         session.bytes += chunk.len() as u64;
         self.totals.blocks += 1;

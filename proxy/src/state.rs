@@ -15,6 +15,8 @@ use std::sync::Arc;
 use elstream_format::eventlog::Header;
 use elstream_format::state::StateCache;
 
+use crate::store::Chunk;
+
 pub struct State {
     header: Arc<Header>,
     evicted: StateCache,
@@ -31,15 +33,16 @@ impl State {
     }
 
     /// Sees every block of the session as it arrives.
-    pub fn observe(&mut self, block: &[u8]) {
+    pub fn observe(&mut self, block: &Chunk) {
         if let Some(all) = &mut self.all {
-            all.observe_block(&self.header, block);
+            all.observe_flagged(&self.header, &block.bytes, block.state, block.end_time);
         }
     }
 
     /// Sees every block as it leaves the store (in order).
-    pub fn evicted(&mut self, block: &[u8]) {
-        self.evicted.observe_block(&self.header, block);
+    pub fn evicted(&mut self, block: &Chunk) {
+        self.evicted
+            .observe_flagged(&self.header, &block.bytes, block.state, block.end_time);
     }
 
     /// Replay blocks for a subscriber that gets every stored block next.

@@ -5,6 +5,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use elstream_format::eventlog::Block;
+
 /// What a queued piece of stream is (only blocks may be dropped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkKind {
@@ -24,6 +26,9 @@ pub struct Chunk {
     pub kind: ChunkKind,
     /// Block end time (for the time stamp of a drop notice).
     pub end_time: u64,
+    /// The block may hold state events (false only when the decoder said it
+    /// holds none: the state cache then skips it).
+    pub state: bool,
 }
 
 impl Chunk {
@@ -32,6 +37,15 @@ impl Chunk {
             bytes: Arc::new(bytes),
             kind,
             end_time,
+            state: true,
+        }
+    }
+
+    /// A block from the decoder, with its state flag.
+    pub fn block(b: Block) -> Chunk {
+        Chunk {
+            state: b.state,
+            ..Chunk::new(ChunkKind::Block, b.bytes, b.end_time)
         }
     }
     pub fn len(&self) -> usize {

@@ -1,6 +1,8 @@
 //! Incremental splitting of an eventlog byte stream into frames.
 
 use super::header::{HeaderParser, HEADER_BEGIN, SIZE_UNKNOWN, SIZE_VARIABLE};
+use crate::state::StateCache;
+
 use super::{
     be16, be64, event_len, events, BlockMarker, FormatError, Header, SizeHistory,
     BLOCK_MARKER_SIZE, EVENT_BLOCK_MARKER, EVENT_HEADER_SIZE, GLOBAL_CAP,
@@ -37,6 +39,10 @@ pub struct Block {
     pub end_time: u64,
     /// Events in the block, not counting the marker.
     pub events: u32,
+    /// Whether the block holds an event a late joiner's state replay is made
+    /// of ([`StateCache::interested`](crate::state::StateCache::interested));
+    /// a block without one needs no pass through the cache.
+    pub state: bool,
 }
 
 impl Block {
@@ -63,6 +69,8 @@ struct Scan {
     /// The marker's size while it is still consistent with the events seen.
     target: Option<usize>,
     events: u32,
+    /// A state event was seen.
+    state: bool,
 }
 
 /// Splits a byte stream, pushed in chunks of any size, into [`Frame`]s.
@@ -256,6 +264,7 @@ impl StreamDecoder {
                         marker: Some(m),
                         target: (size >= BLOCK_MARKER_SIZE).then_some(size),
                         events: 0,
+                        state: false,
                     }
                 } else {
                     Scan {
@@ -263,6 +272,7 @@ impl StreamDecoder {
                         marker: None,
                         target: None,
                         events: 0,
+                        state: false,
                     }
                 }
             }
@@ -281,9 +291,10 @@ impl StreamDecoder {
             let stop = scan
                 .target
                 .map_or(MAX_BLOCK_SIZE, |t| t.min(MAX_BLOCK_SIZE));
-            let (off, n) = skip_plain(header, rest, scan.off, stop);
+            let (off, n, state) = skip_plain(header, rest, scan.off, stop);
             scan.off = off;
             scan.events += n;
+            scan.state |= state;
             if let Some(t) = scan.target {
                 if scan.off == t {
                     break true;
@@ -310,6 +321,7 @@ impl StreamDecoder {
             match event_len(header, ev, at + scan.off as u64) {
                 Ok(Some(len)) => {
                     scan.events += 1;
+                    scan.state |= StateCache::interested(ty);
                     scan.off += len;
                 }
                 Ok(None) => break false,
@@ -416,19 +428,22 @@ impl StreamDecoder {
             start_time,
             end_time,
             events: scan.events,
+            state: scan.state,
         }
     }
 }
 
 /// Walks the events from `off` on while they are plain: of a known fixed
 /// size, not a block marker, whole in `bytes` and starting before `stop`.
-/// Returns where it stopped and how many events it walked. Each of these
-/// events is one step of `step_data`'s walk that changes nothing but the
-/// offset and the count.
+/// Returns where it stopped, how many events it walked and whether one was a
+/// state event. Each of these events is one step of `step_data`'s walk that
+/// changes nothing but the offset, the count and the state flag.
 #[inline]
-fn skip_plain(header: &Header, bytes: &[u8], mut off: usize, stop: usize) -> (usize, u32) {
+fn skip_plain(header: &Header, bytes: &[u8], mut off: usize, stop: usize) -> (usize, u32, bool) {
     let start = off;
     let mut n = 0;
+    // Checked where a type enters the history: a hit repeats a checked type.
+    let mut state = false;
     let mut history = SizeHistory::default();
     let mut rest = bytes.get(off..).unwrap_or_default();
     while off < stop {
@@ -443,6 +458,7 @@ fn skip_plain(header: &Header, bytes: &[u8], mut off: usize, stop: usize) -> (us
                 if code >= SIZE_VARIABLE || ty == EVENT_BLOCK_MARKER {
                     break;
                 }
+                state |= StateCache::interested(ty);
                 history.push(ty, Some(code as u16), off - start);
                 code as u16
             }
@@ -454,7 +470,7 @@ fn skip_plain(header: &Header, bytes: &[u8], mut off: usize, stop: usize) -> (us
         rest = after;
         n += 1;
     }
-    (off, n)
+    (off, n, state)
 }
 
 /// `hdrb` where the header's table has no type 0x6864 ("hd").
