@@ -37,7 +37,7 @@ const LISTENER_BASE: usize = 16;
 const FIRST_SUBSCRIBER: usize = 1 << 16;
 /// Bytes read from the source per loop iteration before serving sockets again.
 const READ_BUDGET: usize = 4 << 20;
-const READ_BUF: usize = 256 << 10;
+const READ_BUF: usize = 128 << 10;
 
 #[derive(Clone, Debug)]
 pub struct Config {

@@ -112,12 +112,18 @@ fn open_fifo(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
-    // SAFETY: F_SETPIPE_SZ on our own FIFO fd; failure (e.g. above the
-    // system's pipe-max-size) only leaves the default size.
+    grow_pipe(&f);
+    Ok(f)
+}
+
+/// A bigger pipe buffer: fewer wake-ups for both ends, and a writer (the RTS,
+/// with `-ol<fifo>`) blocks less often.
+fn grow_pipe(f: &File) {
+    // SAFETY: F_SETPIPE_SZ on our own fd; failure (not a pipe, or above the
+    // system's pipe-max-size) only leaves the size as it was.
     unsafe {
         libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
     }
-    Ok(f)
 }
 
 impl Source {
@@ -277,6 +283,7 @@ impl Source {
                     }
                 } else {
                     set_nonblocking(&file).map_err(|e| Error::io("stdin", e))?;
+                    grow_pipe(&file);
                     Conn::Pipe(file)
                 }
             }
