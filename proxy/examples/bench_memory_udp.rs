@@ -47,7 +47,10 @@ fn elstream() -> PathBuf {
 struct Log {
     header: Vec<u8>,
     body: Vec<u8>,
+    /// Where each block of `body` ends (the feeder stops only there).
+    body_ends: Vec<usize>,
     small_body: Vec<u8>,
+    small_ends: Vec<usize>,
 }
 
 fn load(path: &Path) -> Log {
@@ -55,11 +58,13 @@ fn load(path: &Path) -> Log {
     let mut dec = StreamDecoder::new();
     dec.push(&data);
     let (mut header, mut body, mut small_body) = (None::<Header>, Vec::new(), Vec::new());
+    let (mut body_ends, mut small_ends) = (Vec::new(), Vec::new());
     while let Some(f) = dec.next_frame().unwrap() {
         match f {
             Frame::Header(h) => header = Some(h),
             Frame::Block(b) => {
                 body.extend_from_slice(&b.bytes);
+                body_ends.push(body.len());
                 let h = header.as_ref().unwrap();
                 let mut bb = BlockBuilder::new(b.cap);
                 for e in events(h, &b.bytes) {
@@ -70,11 +75,13 @@ fn load(path: &Path) -> Log {
                     bb.push(h, e.ty, e.time, e.payload).unwrap();
                     if bb.len() >= 8 << 10 {
                         small_body.extend_from_slice(&bb.finish());
+                        small_ends.push(small_body.len());
                         bb = BlockBuilder::new(b.cap);
                     }
                 }
                 if !bb.is_empty() {
                     small_body.extend_from_slice(&bb.finish());
+                    small_ends.push(small_body.len());
                 }
             }
             Frame::DataEnd => break,
@@ -83,17 +90,20 @@ fn load(path: &Path) -> Log {
     Log {
         header: header.unwrap().raw,
         body,
+        body_ends,
         small_body,
+        small_ends,
     }
 }
 
 /// Writes the header, then `body` over and over until `deadline` or `limit`
-/// bytes, at most `rate` bytes/s; returns the body bytes written. The data
-/// end is left to the caller.
+/// bytes, at most `rate` bytes/s; returns the body bytes written. It stops
+/// only at the end of a block (`ends`), so the caller's data end follows
+/// whole blocks.
 fn feed(
     stdin: &mut ChildStdin,
     header: &[u8],
-    body: &[u8],
+    (body, ends): (&[u8], &[usize]),
     rate: Option<f64>,
     limit: u64,
     deadline: Instant,
@@ -102,23 +112,41 @@ fn feed(
     let t0 = Instant::now();
     let mut sent = 0u64;
     'outer: loop {
-        for c in body.chunks(64 << 10) {
+        let mut start = 0;
+        for &end in ends {
             if Instant::now() >= deadline || sent >= limit {
                 break 'outer;
             }
-            if let Some(r) = rate {
-                let due = t0 + Duration::from_secs_f64(sent as f64 / r);
-                if let Some(d) = due.checked_duration_since(Instant::now()) {
-                    thread::sleep(d);
-                }
-            }
-            if stdin.write_all(c).is_err() {
+            if !write_paced(stdin, &body[start..end], rate, t0, &mut sent) {
                 break 'outer;
             }
-            sent += c.len() as u64;
+            start = end;
         }
     }
     sent
+}
+
+/// Writes one block in 64 KiB pieces at `rate`; false when the proxy is gone.
+fn write_paced(
+    stdin: &mut ChildStdin,
+    block: &[u8],
+    rate: Option<f64>,
+    t0: Instant,
+    sent: &mut u64,
+) -> bool {
+    for c in block.chunks(64 << 10) {
+        if let Some(r) = rate {
+            let due = t0 + Duration::from_secs_f64(*sent as f64 / r);
+            if let Some(d) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(d);
+            }
+        }
+        if stdin.write_all(c).is_err() {
+            return false;
+        }
+        *sent += c.len() as u64;
+    }
+    true
 }
 
 fn vm_kb(pid: u32, key: &str) -> Option<u64> {
@@ -200,7 +228,14 @@ fn rss(log: &Log, dir: &TempDir, secs: u64) {
     };
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs(secs);
-    let sent = feed(&mut stdin, &log.header, &log.body, None, u64::MAX, deadline);
+    let sent = feed(
+        &mut stdin,
+        &log.header,
+        (&log.body, &log.body_ends),
+        None,
+        u64::MAX,
+        deadline,
+    );
     let wall = t0.elapsed().as_secs_f64();
     let st = stats(&sock);
     let hwm = vm_kb(pid, "VmHWM:").unwrap_or(0);
@@ -351,7 +386,7 @@ fn udp_run(log: &Log, dir: &TempDir, rate: Option<f64>, limit: u64, relay: bool)
     let fed = feed(
         &mut stdin,
         &log.header,
-        &log.small_body,
+        (&log.small_body, &log.small_ends),
         rate,
         limit,
         t0 + Duration::from_secs(60),
