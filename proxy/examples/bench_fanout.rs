@@ -254,4 +254,5 @@ fn main() {
             t / base
         );
     }
+    println!();
 }
