@@ -344,24 +344,7 @@ fn udp_through_a_relay_losing_5_percent_reports_gaps_and_parses() {
     let sock = dir.join("b.sock");
     let out_file: PathBuf = dir.join("udp.eventlog");
     let rport = free_udp_port();
-    let recv = ChildGuard::spawn(
-        elstream_cmd(
-            &dir,
-            "recv",
-            &[
-                "recv",
-                &format!("udp://127.0.0.1:{rport}"),
-                "-o",
-                out_file.to_str().unwrap(),
-                "--sessions",
-                "1",
-                "--idle-timeout",
-                "30s",
-            ],
-        )
-        .stdout(Stdio::null()),
-    );
-    wait_udp_bound(rport);
+    let recv = udp_recv(&dir, "recv", rport, &out_file);
     let relay_in = UdpSocket::bind("127.0.0.1:0").unwrap();
     let relay_port = relay_in.local_addr().unwrap().port();
     let stop = Arc::new(AtomicBool::new(false));
@@ -452,24 +435,7 @@ fn udp_frames_that_are_not_whole_events_are_dropped_and_the_rest_parses() {
 
     let out_file = dir.join("udp.eventlog");
     let rport = free_udp_port();
-    let recv = ChildGuard::spawn(
-        elstream_cmd(
-            &dir,
-            "recv",
-            &[
-                "recv",
-                &format!("udp://127.0.0.1:{rport}"),
-                "-o",
-                out_file.to_str().unwrap(),
-                "--sessions",
-                "1",
-                "--idle-timeout",
-                "10s",
-            ],
-        )
-        .stdout(Stdio::null()),
-    );
-    wait_udp_bound(rport);
+    let recv = udp_recv(&dir, "recv", rport, &out_file);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut p = Packetizer::new(0x5eed, 1400).unwrap();
     let mut send = |kind, frame: &[u8]| {

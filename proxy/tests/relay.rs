@@ -265,22 +265,28 @@ fn token_rules_are_enforced_at_start() {
     assert!(text(&out.stderr).contains("chmod 600"));
 }
 
+/// A proxy whose source program is not running (`none.sock`), relaying
+/// control from the UNIX socket `relay_sock`, plus `extra` arguments.
+fn relay_without_program(
+    dir: &TempDir,
+    relay_sock: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Command {
+    let source = format!("unix:{}", dir.join("none.sock").display());
+    let listen = format!("unix:{}", relay_sock.display());
+    let mut args = vec!["proxy", "--source", &source, "--control-listen", &listen];
+    args.extend(extra);
+    elstream_cmd(dir, "proxy", &args)
+}
+
 #[test]
 fn relay_limits_connections_and_survives_an_absent_shim() {
     let dir = TempDir::new("relay-limits");
     let relay_sock = dir.join("r.sock");
-    let mut proxy = ChildGuard::spawn(&mut elstream_cmd(
+    let mut proxy = ChildGuard::spawn(&mut relay_without_program(
         &dir,
-        "proxy",
-        &[
-            "proxy",
-            "--source",
-            &format!("unix:{}", dir.join("none.sock").display()),
-            "--control-listen",
-            &format!("unix:{}", relay_sock.display()),
-            "--stats",
-            &format!("unix:{}", stats_sock(&dir).display()),
-        ],
+        &relay_sock,
+        &["--stats", &format!("unix:{}", stats_sock(&dir).display())],
     ));
     wait_stats_of(&dir, &mut proxy, "proxy");
     assert_eq!(mode_of(&relay_sock), 0o600);
@@ -356,15 +362,10 @@ fn relay_fails_what_the_shim_never_answers_and_closes_clients_that_never_authent
     let port = free_tcp_port();
     let relay_sock = dir.join("r.sock");
     let token = token_file(&dir, "token", "s3cret", 0o600);
-    let _proxy = ChildGuard::spawn(&mut elstream_cmd(
+    let _proxy = ChildGuard::spawn(&mut relay_without_program(
         &dir,
-        "proxy",
+        &relay_sock,
         &[
-            "proxy",
-            "--source",
-            &format!("unix:{}", dir.join("none.sock").display()),
-            "--control-listen",
-            &format!("unix:{}", relay_sock.display()),
             "--control-listen",
             &port.to_string(),
             "--token-file",
