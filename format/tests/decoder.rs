@@ -245,6 +245,7 @@ fn blocks_say_whether_they_hold_state_events() {
                     .map_while(Result::ok)
                     .any(|e| StateCache::interested(e.ty));
                 assert_eq!(b.state, state, "{}", p.display());
+                assert_eq!(holds_state(h, &b.bytes), state, "{}", p.display());
                 if state {
                     with += 1;
                 } else {
@@ -290,6 +291,7 @@ fn mutated_corpus_never_panics_and_stays_bounded() {
                                     state |= StateCache::interested(e.ty);
                                 }
                                 assert_eq!(blk.state, state, "the block's state flag");
+                                assert_eq!(holds_state(h, &blk.bytes), state);
                             }
                         }
                         Ok(Some(_)) => {}

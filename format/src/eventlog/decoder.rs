@@ -473,6 +473,31 @@ fn skip_plain(header: &Header, bytes: &[u8], mut off: usize, stop: usize) -> (us
     (off, n, state)
 }
 
+/// Whether the whole events of `block` include one the state cache keeps,
+/// by the decoder's fast walk (for blocks that did not come through a
+/// decoder, which would have flagged them). Stops at the first one.
+pub fn holds_state(header: &Header, block: &[u8]) -> bool {
+    let mut off = 0;
+    loop {
+        let (end, _, state) = skip_plain(header, block, off, block.len());
+        if state {
+            return true;
+        }
+        // One step of the full walk for what the fast one stopped at.
+        let ev = &block[end..];
+        if ev.len() < 2 {
+            return false;
+        }
+        if StateCache::interested(be16(ev, 0)) {
+            return true;
+        }
+        match event_len(header, ev, end as u64) {
+            Ok(Some(len)) => off = end + len,
+            _ => return false,
+        }
+    }
+}
+
 /// `hdrb` where the header's table has no type 0x6864 ("hd").
 fn is_header_start(header: &Header, bytes: &[u8]) -> bool {
     bytes.len() >= 4

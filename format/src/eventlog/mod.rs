@@ -8,7 +8,7 @@ mod encode;
 mod header;
 
 pub use class::*;
-pub use decoder::{Block, Frame, StreamDecoder, MAX_BLOCK_SIZE};
+pub use decoder::{holds_state, Block, Frame, StreamDecoder, MAX_BLOCK_SIZE};
 pub use encode::{filter_block, user_message_block, BlockBuilder};
 pub use header::{encode_header, EventTypeInfo, Header, MAX_HEADER_SIZE};
 
