@@ -121,6 +121,20 @@ pub fn load_token(path: &Path) -> Result<String> {
 
 /// Compares a given token with the expected one in time that depends on the
 /// expected token's length only, not on where they differ.
+/// Sends what is queued for the shim, as far as the socket takes it; the
+/// reason when the connection is broken.
+fn write_upstream(up: &mut Upstream) -> Option<String> {
+    while !up.out.is_empty() {
+        match up.sock.write(&up.out) {
+            Ok(n) => drop(up.out.drain(..n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Some(format!("sending to the shim failed: {e}")),
+        }
+    }
+    None
+}
+
 fn token_matches(expected: &str, given: &str) -> bool {
     let (e, g) = (expected.as_bytes(), given.as_bytes());
     let mut diff = u8::from(e.len() != g.len());
@@ -417,11 +431,15 @@ impl Relay {
         let up = self.upstream.as_mut().expect("connected");
         up.out.extend(request(&line));
         up.waiting.push_back((tok, Instant::now()));
+        // Only send here: replies (and a broken connection) are taken up on
+        // the shim connection's own readiness events. Reading them here would
+        // deliver them, whose clients send more, and so on: a recursion as
+        // deep as the traffic (it overflowed the stack under a flood).
+        let _ = write_upstream(up);
         if let Some(c) = self.clients.get_mut(&tok) {
             c.in_flight = true;
         }
         self.counters.relayed += 1;
-        self.on_upstream(registry);
     }
 
     fn connect_upstream(&mut self, registry: &Registry) -> std::result::Result<(), String> {
@@ -455,18 +473,7 @@ impl Relay {
         let Some(up) = self.upstream.as_mut() else {
             return;
         };
-        let mut broken = None;
-        while !up.out.is_empty() {
-            match up.sock.write(&up.out) {
-                Ok(n) => drop(up.out.drain(..n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    broken = Some(format!("sending to the shim failed: {e}"));
-                    break;
-                }
-            }
-        }
+        let mut broken = write_upstream(up);
         // Read even with nothing asked: a shim that went away is noticed
         // now, and the next request reconnects.
         let mut buf = [0u8; READ_CHUNK];

@@ -119,10 +119,11 @@ fn a_control_flood_of_100000_commands_direct_and_through_the_relay() {
     let cport = free_tcp_port();
     let relay_sock = dir.join("relay.sock");
     let token = token_file(&dir, "token", "flood-token", 0o600);
-    let _proxy = proxy_up(
+    let mut cmd = proxy_cmd(
         &dir,
-        &sock,
-        port,
+        "proxy",
+        &format!("unix:{}", sock.display()),
+        &port.to_string(),
         &[
             "--wait-subscribers",
             "1",
@@ -134,6 +135,12 @@ fn a_control_flood_of_100000_commands_direct_and_through_the_relay() {
             token.to_str().unwrap(),
         ],
     );
+    // A small main-thread stack: relayed traffic must not deepen the call
+    // stack (replies handed out inside request handling once recursed until
+    // the stack overflowed, in a CI run).
+    set_rlimit(&mut cmd, libc::RLIMIT_STACK, 512 << 10);
+    let mut proxy = ChildGuard::spawn(&mut cmd);
+    wait_stats_of(&dir, &mut proxy, "proxy");
     let steady = sub_tcp(port);
     busy.wait_ready();
 
@@ -157,9 +164,12 @@ fn a_control_flood_of_100000_commands_direct_and_through_the_relay() {
             }
         }));
     }
-    for t in threads {
-        t.join().expect("a flood client failed");
-    }
+    let failed = threads.into_iter().filter_map(|t| t.join().err()).count();
+    assert!(
+        failed == 0,
+        "{failed} flood clients failed; proxy stderr:\n{}",
+        stderr_of(&dir, "proxy")
+    );
     let r = stats(&dir);
     eprintln!("{r}");
     assert!(r.contains(&format!("relayed={}", 4 * EACH)), "{r}");

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -330,19 +329,7 @@ fn recorder_on_a_full_disk_stops_and_the_proxy_keeps_serving() {
     let (sock, prog) = start_demo(&dir, &["30", "10", "3000"]);
     let mut cmd = recording_proxy(&dir, &sock, port, &rec, &[]);
     // A "disk" of 16 KiB per file: writes past it fail with EFBIG.
-    // SAFETY: only setrlimit(2) between fork and exec (async-signal-safe).
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: LIMIT,
-                rlim_max: LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    set_rlimit(&mut cmd, libc::RLIMIT_FSIZE, LIMIT);
     let _proxy = ChildGuard::spawn(&mut cmd);
     let sub = sub_tcp(port);
     let out = prog.wait_timeout(LONG);
