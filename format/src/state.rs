@@ -106,7 +106,7 @@ impl StateCache {
     /// [`Block::state`]: crate::eventlog::Block::state
     pub fn observe_flagged(&mut self, header: &Header, block: &[u8], state: bool, end_time: u64) {
         if state {
-            self.observe_block(header, block);
+            self.walk(header, block);
         } else {
             self.last_time = self.last_time.max(end_time);
         }
@@ -116,12 +116,15 @@ impl StateCache {
     /// with a marker and holds no state event (most of them) only moves the
     /// clock, to the marker's end time, after a fast walk.
     pub fn observe_block(&mut self, header: &Header, block: &[u8]) {
-        if let Some(m) = BlockMarker::parse(block) {
-            if !holds_state(header, block) {
+        match BlockMarker::parse(block) {
+            Some(m) if !holds_state(header, block) => {
                 self.last_time = self.last_time.max(m.end_time);
-                return;
             }
+            _ => self.walk(header, block),
         }
+    }
+
+    fn walk(&mut self, header: &Header, block: &[u8]) {
         for ev in events(header, block).map_while(Result::ok) {
             self.last_time = self.last_time.max(ev.time);
             if Self::interested(ev.ty) {
