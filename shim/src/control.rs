@@ -178,8 +178,8 @@ fn write_snapshot(stream: &Stream, path: &std::path::Path) -> Result<(), Error> 
         .open(path)
         .map_err(fail)?;
     file.write_all(&raw).map_err(fail)?;
-    let (mut pos, mut pos_byte, end, _) = stream.ring.bounds();
-    if pos > 0 {
+    let (mut at, end) = (stream.ring.oldest(), stream.ring.end());
+    if at.block > 0 {
         for block in stream
             .state
             .lock()
@@ -190,17 +190,12 @@ fn write_snapshot(stream: &Stream, path: &std::path::Path) -> Result<(), Error> 
         }
     }
     let mut buf = Vec::new();
-    while pos < end {
+    while at.block < end.block {
         buf.clear();
-        match stream.ring.copy_block(pos, pos_byte, &mut buf) {
-            Copied::Block { next, next_byte } => {
-                file.write_all(&buf).map_err(fail)?;
-                (pos, pos_byte) = (next, next_byte);
-            }
+        match stream.ring.copy_block(&mut at, &mut buf) {
+            Copied::Block => file.write_all(&buf).map_err(fail)?,
             // Overwritten while we copied: carry on from the oldest held block.
-            Copied::Evicted {
-                first, first_byte, ..
-            } => (pos, pos_byte) = (first, first_byte),
+            Copied::Evicted { .. } => {}
             Copied::Empty => break,
         }
     }

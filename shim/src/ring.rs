@@ -45,18 +45,22 @@ struct Inner {
     counters: RingCounters,
 }
 
-/// What [`Ring::copy_block`] found at a consumer's position.
+/// A reader's place in the ring: the next block to read, by absolute block
+/// number and byte offset (the two let a reader count what it missed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub block: u64,
+    pub byte: u64,
+}
+
+/// What [`Ring::copy_block`] found at a reader's cursor.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Copied {
-    /// The block was appended to the buffer; the next position is `next`.
-    Block { next: u64, next_byte: u64 },
-    /// Blocks before `first` were evicted before this consumer read them.
-    Evicted {
-        first: u64,
-        first_byte: u64,
-        blocks: u64,
-        bytes: u64,
-    },
+    /// The block was appended to the buffer; the cursor is past it.
+    Block,
+    /// These were evicted before the reader got to them; the cursor is now
+    /// at the oldest block held.
+    Evicted { blocks: u64, bytes: u64 },
     /// Nothing new yet.
     Empty,
 }
@@ -146,32 +150,32 @@ impl Ring {
         true
     }
 
-    /// Copies the block at absolute position `pos` (byte offset `pos_byte`)
-    /// onto the end of `out`, [`COPY_CHUNK`] bytes per hold of the lock so an
-    /// RTS thread's push never waits for a whole block's copy. A block
-    /// evicted halfway through is reported as evicted and `out` left as it was.
-    pub fn copy_block(&self, pos: u64, pos_byte: u64, out: &mut Vec<u8>) -> Copied {
+    /// Copies the block at `at` onto the end of `out` and moves `at` on,
+    /// [`COPY_CHUNK`] bytes per hold of the lock so an RTS thread's push never
+    /// waits for a whole block's copy. A block evicted halfway through is
+    /// reported as evicted and `out` left as it was.
+    pub fn copy_block(&self, at: &mut Cursor, out: &mut Vec<u8>) -> Copied {
         let out_len = out.len();
         let mut done = 0usize;
         loop {
             let mut g = self.lock();
-            if pos < g.first_block {
+            if at.block < g.first_block {
                 out.truncate(out_len);
-                let first_byte = g.spans.front().map_or(g.end_byte, |s| s.start);
-                return Copied::Evicted {
-                    first: g.first_block,
-                    first_byte,
-                    blocks: g.first_block - pos,
-                    bytes: first_byte - pos_byte,
+                let oldest = g.oldest();
+                let missed = Copied::Evicted {
+                    blocks: oldest.block - at.block,
+                    bytes: oldest.byte - at.byte,
                 };
+                *at = oldest;
+                return missed;
             }
-            let idx = (pos - g.first_block) as usize;
+            let idx = (at.block - g.first_block) as usize;
             let Some(span) = g.spans.get(idx).copied() else {
                 return Copied::Empty;
             };
-            let at = (span.start - g.spans[0].start) as usize;
-            let from = at + done;
-            let to = (at + span.len as usize).min(from + COPY_CHUNK);
+            let start = (span.start - g.spans[0].start) as usize;
+            let from = start + done;
+            let to = (start + span.len as usize).min(from + COPY_CHUNK);
             let (a, b) = g.bytes.as_slices();
             if to <= a.len() {
                 out.extend_from_slice(&a[from..to]);
@@ -183,24 +187,27 @@ impl Ring {
             }
             done += to - from;
             if done == span.len as usize {
-                return Copied::Block {
-                    next: pos + 1,
-                    next_byte: span.start + span.len as u64,
+                *at = Cursor {
+                    block: at.block + 1,
+                    byte: span.start + span.len as u64,
                 };
+                return Copied::Block;
             }
         }
     }
 
-    /// Position of the oldest held block and of the next block to be written.
-    pub fn bounds(&self) -> (u64, u64, u64, u64) {
+    /// The oldest block held.
+    pub fn oldest(&self) -> Cursor {
+        self.lock().oldest()
+    }
+
+    /// Just past the newest block: where the next block written will be.
+    pub fn end(&self) -> Cursor {
         let g = self.lock();
-        let first_byte = g.spans.front().map_or(g.end_byte, |s| s.start);
-        (
-            g.first_block,
-            first_byte,
-            g.first_block + g.spans.len() as u64,
-            g.end_byte,
-        )
+        Cursor {
+            block: g.first_block + g.spans.len() as u64,
+            byte: g.end_byte,
+        }
     }
 
     pub fn used(&self) -> usize {
@@ -226,6 +233,13 @@ fn allocate(capacity: usize) -> Result<(LocalRb<Heap<u8>>, usize), Error> {
 }
 
 impl Inner {
+    fn oldest(&self) -> Cursor {
+        Cursor {
+            block: self.first_block,
+            byte: self.spans.front().map_or(self.end_byte, |s| s.start),
+        }
+    }
+
     fn evict_oldest(&mut self) {
         let span = self
             .spans
@@ -259,45 +273,48 @@ mod tests {
         assert_eq!(c.bytes_evicted, 60);
         assert_eq!(ring.used(), 90);
         let mut out = Vec::new();
+        let mut at = Cursor::default();
         assert_eq!(
-            ring.copy_block(0, 0, &mut out),
+            ring.copy_block(&mut at, &mut out),
             Copied::Evicted {
-                first: 2,
-                first_byte: 60,
                 blocks: 2,
                 bytes: 60
             }
         );
+        assert_eq!(at, Cursor { block: 2, byte: 60 });
         for i in 2..5u64 {
             out.clear();
-            let r = ring.copy_block(i, i * 30, &mut out);
+            let r = ring.copy_block(&mut at, &mut out);
+            assert_eq!(r, Copied::Block);
             assert_eq!(
-                r,
-                Copied::Block {
-                    next: i + 1,
-                    next_byte: (i + 1) * 30
+                at,
+                Cursor {
+                    block: i + 1,
+                    byte: (i + 1) * 30
                 }
             );
             assert_eq!(out, block(i as u8, 30));
         }
-        assert_eq!(ring.copy_block(5, 150, &mut out), Copied::Empty);
+        assert_eq!(ring.copy_block(&mut at, &mut out), Copied::Empty);
+        assert_eq!(
+            at,
+            Cursor {
+                block: 5,
+                byte: 150
+            }
+        );
     }
 
     #[test]
     fn blocks_wrap_around_the_end_intact() {
         let ring = Ring::new(64).unwrap();
-        let mut pos = 0u64;
-        let mut pos_byte = 0u64;
+        let mut at = Cursor::default();
         for i in 0..50u8 {
             let b: Vec<u8> = (0..(7 + i as usize % 11)).map(|k| i ^ k as u8).collect();
             ring.push_block(&b);
             let mut out = Vec::new();
-            match ring.copy_block(pos, pos_byte, &mut out) {
-                Copied::Block { next, next_byte } => {
-                    assert_eq!(out, b);
-                    pos = next;
-                    pos_byte = next_byte;
-                }
+            match ring.copy_block(&mut at, &mut out) {
+                Copied::Block => assert_eq!(out, b),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -313,27 +330,21 @@ mod tests {
         assert_eq!(ring.capacity(), 64);
         assert_eq!(ring.counters().blocks_evicted, 1);
         let mut out = Vec::new();
+        let mut at = Cursor::default();
         assert!(matches!(
-            ring.copy_block(0, 0, &mut out),
-            Copied::Evicted { first: 1, .. }
+            ring.copy_block(&mut at, &mut out),
+            Copied::Evicted { .. }
         ));
-        assert_eq!(
-            ring.copy_block(2, 60, &mut out),
-            Copied::Block {
-                next: 3,
-                next_byte: 90
-            }
-        );
+        assert_eq!(at.block, 1);
+        let mut at = Cursor { block: 2, byte: 60 };
+        assert_eq!(ring.copy_block(&mut at, &mut out), Copied::Block);
+        assert_eq!(at, Cursor { block: 3, byte: 90 });
         assert_eq!(out, block(2, 30));
         ring.resize(1000).unwrap();
         out.clear();
-        assert_eq!(
-            ring.copy_block(1, 30, &mut out),
-            Copied::Block {
-                next: 2,
-                next_byte: 60
-            }
-        );
+        let mut at = Cursor { block: 1, byte: 30 };
+        assert_eq!(ring.copy_block(&mut at, &mut out), Copied::Block);
+        assert_eq!(at, Cursor { block: 2, byte: 60 });
         assert_eq!(out, block(1, 30));
         assert!(ring.push_block(&block(9, 900)));
     }
@@ -366,17 +377,15 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let (mut pos, mut pos_byte, end, _) = ring.bounds();
+        let (mut at, end) = (ring.oldest(), ring.end());
         let mut seen = std::collections::HashSet::new();
-        while pos < end {
+        while at.block < end.block {
             let mut out = Vec::new();
-            let Copied::Block { next, next_byte } = ring.copy_block(pos, pos_byte, &mut out) else {
+            let Copied::Block = ring.copy_block(&mut at, &mut out) else {
                 panic!("block missing")
             };
             assert_eq!(out.len(), 8);
             assert!(seen.insert((out[0], out[1])));
-            pos = next;
-            pos_byte = next_byte;
         }
         assert_eq!(seen.len(), 400);
     }
@@ -399,24 +408,21 @@ mod tests {
                 }
             })
         };
-        let (mut pos, mut pos_byte) = (0u64, 0u64);
+        let mut at = Cursor::default();
         let (mut whole, mut evicted) = (0, 0);
-        while pos < n as u64 {
+        while at.block < n as u64 {
             let mut out = vec![7u8];
-            match ring.copy_block(pos, pos_byte, &mut out) {
-                Copied::Block { next, next_byte } => {
+            let pos = at.block;
+            match ring.copy_block(&mut at, &mut out) {
+                Copied::Block => {
                     assert_eq!(out.len(), 1 + LEN);
                     let i = u32::from_be_bytes(out[1..5].try_into().unwrap());
                     assert_eq!(i as u64, pos);
                     assert!(out[5..].iter().all(|&x| x == (i % 251) as u8));
-                    (pos, pos_byte) = (next, next_byte);
                     whole += 1;
                 }
-                Copied::Evicted {
-                    first, first_byte, ..
-                } => {
+                Copied::Evicted { .. } => {
                     assert_eq!(out, [7u8], "a cut-off copy is undone");
-                    (pos, pos_byte) = (first, first_byte);
                     evicted += 1;
                 }
                 Copied::Empty => std::thread::yield_now(),

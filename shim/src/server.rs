@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::config::StartAt;
 use crate::error::Error;
-use crate::ring::Copied;
+use crate::ring::{Copied, Cursor};
 use crate::stream::Stream;
 
 pub const WAKER: Token = Token(0);
@@ -96,9 +96,8 @@ struct Consumer {
     out: Vec<u8>,
     sent: usize,
     header_sent: bool,
-    /// Next block to send, by absolute ring position and byte offset.
-    next: u64,
-    next_byte: u64,
+    /// Next block to send.
+    at: Cursor,
     finished: bool,
 }
 
@@ -119,7 +118,7 @@ struct Server {
     sinks: Vec<crate::sink::Sink>,
     next_token: usize,
     /// Next block the state cache has not seen yet.
-    tracked: (u64, u64),
+    tracked: Cursor,
     scratch: Vec<u8>,
 }
 
@@ -139,7 +138,7 @@ impl Server {
             controls: HashMap::new(),
             sinks: Vec::new(),
             next_token: FIRST_CONSUMER,
-            tracked: (0, 0),
+            tracked: Cursor::default(),
             scratch: Vec::new(),
         }
     }
@@ -149,25 +148,18 @@ impl Server {
         let Some(header) = self.stream.parsed_header() else {
             return;
         };
-        let (mut pos, mut pos_byte) = self.tracked;
         loop {
             self.scratch.clear();
             match self
                 .stream
                 .ring
-                .copy_block(pos, pos_byte, &mut self.scratch)
+                .copy_block(&mut self.tracked, &mut self.scratch)
             {
-                Copied::Block { next, next_byte } => {
-                    lock(&self.stream.state).observe_block(header, &self.scratch);
-                    (pos, pos_byte) = (next, next_byte);
-                }
-                Copied::Evicted {
-                    first, first_byte, ..
-                } => (pos, pos_byte) = (first, first_byte),
+                Copied::Block => lock(&self.stream.state).observe_block(header, &self.scratch),
+                Copied::Evicted { .. } => {}
                 Copied::Empty => break,
             }
         }
-        self.tracked = (pos, pos_byte);
     }
 
     fn run(mut self) {
@@ -360,10 +352,9 @@ impl Server {
                     let Some(token) = self.register(&mut socket) else {
                         continue;
                     };
-                    let (first, first_byte, end, end_byte) = self.stream.ring.bounds();
-                    let (next, next_byte) = match self.stream.config.start_at {
-                        StartAt::Oldest => (first, first_byte),
-                        StartAt::Now => (end, end_byte),
+                    let at = match self.stream.config.start_at {
+                        StartAt::Oldest => self.stream.ring.oldest(),
+                        StartAt::Now => self.stream.ring.end(),
                     };
                     self.consumers.insert(
                         token,
@@ -372,8 +363,7 @@ impl Server {
                             out: Vec::new(),
                             sent: 0,
                             header_sent: false,
-                            next,
-                            next_byte,
+                            at,
                             finished: false,
                         },
                     );
@@ -465,25 +455,24 @@ impl Server {
             c.header_sent = true;
             // A consumer that misses the stream's first blocks gets the state
             // they carried (and the sticky messages) before anything else.
-            if let Some(header) = stream.parsed_header().filter(|_| c.next > 0) {
+            if let Some(header) = stream.parsed_header().filter(|_| c.at.block > 0) {
                 for block in lock(&stream.state).replay(header) {
                     c.out.extend_from_slice(&block);
                 }
             }
             return true;
         }
-        match stream.ring.copy_block(c.next, c.next_byte, &mut c.out) {
-            Copied::Block { next, next_byte } => {
+        let from = c.at;
+        match stream.ring.copy_block(&mut c.at, &mut c.out) {
+            Copied::Block => {
                 // The state cache reads the block from this copy when it is
                 // the next one it needs: no second copy out of the ring.
-                if self.tracked.0 == c.next {
+                if self.tracked == from {
                     if let Some(header) = stream.parsed_header() {
                         lock(&stream.state).observe_block(header, &c.out);
-                        self.tracked = (next, next_byte);
+                        self.tracked = c.at;
                     }
                 }
-                c.next = next;
-                c.next_byte = next_byte;
                 if let (Some(keep), Some(header)) =
                     (crate::control::shim_filter(&stream), stream.parsed_header())
                 {
@@ -491,14 +480,7 @@ impl Server {
                 }
                 true
             }
-            Copied::Evicted {
-                first,
-                first_byte,
-                blocks,
-                bytes,
-            } => {
-                c.next = first;
-                c.next_byte = first_byte;
+            Copied::Evicted { blocks, bytes } => {
                 let counters = &stream.consumers;
                 counters.blocks_dropped.fetch_add(blocks, Ordering::Relaxed);
                 counters.bytes_dropped.fetch_add(bytes, Ordering::Relaxed);

@@ -6,7 +6,7 @@
 
 use std::ffi::c_void;
 
-use crate::ring::Copied;
+use crate::ring::{Copied, Cursor};
 use crate::stream::Stream;
 
 /// The version of [`elstream_sink_vtable`] this shim speaks.
@@ -34,8 +34,7 @@ pub(crate) struct Sink {
     vt: elstream_sink_vtable,
     ctx: usize,
     header_sent: bool,
-    next: u64,
-    next_byte: u64,
+    at: Cursor,
 }
 
 /// Blocks handed to one sink per round, so one sink cannot starve the loop.
@@ -47,8 +46,7 @@ impl Sink {
             vt,
             ctx: ctx as usize,
             header_sent: false,
-            next: 0,
-            next_byte: 0,
+            at: Cursor::default(),
         }
     }
 
@@ -63,13 +61,12 @@ impl Sink {
         };
         if !self.header_sent {
             self.header_sent = true;
-            let (first, first_byte, _, _) = stream.ring.bounds();
-            (self.next, self.next_byte) = (first, first_byte);
+            self.at = stream.ring.oldest();
             if let Some(f) = self.vt.on_header {
                 // SAFETY: the sink's own callback, with a pointer valid for the call.
                 unsafe { f(self.ctx(), raw.as_ptr(), raw.len()) };
             }
-            if let Some(header) = stream.parsed_header().filter(|_| self.next > 0) {
+            if let Some(header) = stream.parsed_header().filter(|_| self.at.block > 0) {
                 let state = stream
                     .state
                     .lock()
@@ -82,18 +79,9 @@ impl Sink {
         }
         for _ in 0..BLOCKS_PER_ROUND {
             scratch.clear();
-            match stream.ring.copy_block(self.next, self.next_byte, scratch) {
-                Copied::Block { next, next_byte } => {
-                    (self.next, self.next_byte) = (next, next_byte);
-                    self.block(scratch);
-                }
-                Copied::Evicted {
-                    first,
-                    first_byte,
-                    blocks,
-                    bytes,
-                } => {
-                    (self.next, self.next_byte) = (first, first_byte);
+            match stream.ring.copy_block(&mut self.at, scratch) {
+                Copied::Block => self.block(scratch),
+                Copied::Evicted { blocks, bytes } => {
                     if let Some(f) = self.vt.on_drop {
                         // SAFETY: the sink's own callback.
                         unsafe { f(self.ctx(), blocks, bytes) };
