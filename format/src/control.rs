@@ -207,11 +207,16 @@ pub enum Command {
     RingSize(usize),
     /// A user message replayed to every late joiner.
     Sticky(String),
+    /// Ask the RTS for a heap census now (a program run with heap profiling).
+    HeapCensus,
+    /// Start (`true`) or stop the heap profiler's periodic samples.
+    HeapProfile(bool),
     Auth(String),
 }
 
 pub const COMMANDS: &str = "status, on, off, classes [=|+|-]LETTERS, sync, flush, \
-     flush-interval DURATION|off, snapshot NAME, ring-size SIZE, sticky TEXT, auth TOKEN";
+     flush-interval DURATION|off, snapshot NAME, ring-size SIZE, sticky TEXT, heap-census, \
+     heap-profile on|off, auth TOKEN";
 
 impl Command {
     /// Parses a command line; the error is the text of a `BadRequest` reply.
@@ -255,6 +260,12 @@ impl Command {
                 .map(Command::RingSize)
                 .ok_or_else(|| format!("ring-size: `{rest}` is not a size such as 64M")),
             "sticky" => Ok(Command::Sticky(rest.to_owned())),
+            "heap-census" => no_args(Command::HeapCensus),
+            "heap-profile" => match rest {
+                "on" => Ok(Command::HeapProfile(true)),
+                "off" => Ok(Command::HeapProfile(false)),
+                _ => Err(format!("heap-profile: `{rest}` is not on or off")),
+            },
             "auth" => Ok(Command::Auth(rest.to_owned())),
             "" => Err(format!("empty command (commands: {COMMANDS})")),
             _ => Err(format!("unknown command `{word}` (commands: {COMMANDS})")),
@@ -297,43 +308,79 @@ pub fn parse_class_change(arg: &str) -> Result<ClassChange, String> {
     Ok(ClassChange::Edit(add, remove))
 }
 
-/// `64M`, `512K`, `1G`, `65536` (bytes); the `iB` forms too.
+/// A size in bytes, as people type it: `65536`, `64K`, `1.5M`, `16MiB`,
+/// `1 GB`, `512k` (powers of 1024 whatever the spelling; a fraction is rounded
+/// down to whole bytes). The one size syntax of the CLI, the shim's config and
+/// the control protocol.
 pub fn parse_size(s: &str) -> Option<usize> {
     let s = s.trim();
-    let s = s
-        .strip_suffix("iB")
-        .or_else(|| s.strip_suffix('B'))
-        .unwrap_or(s);
-    let (num, shift) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 10),
-        'M' | 'm' => (&s[..s.len() - 1], 20),
-        'G' | 'g' => (&s[..s.len() - 1], 30),
-        _ => (s, 0),
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let shift = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
     };
-    num.parse::<usize>().ok()?.checked_mul(1 << shift)
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
+        return None;
+    }
+    if let Ok(n) = num.parse::<u64>() {
+        return usize::try_from(n.checked_mul(1u64 << shift)?).ok();
+    }
+    let v = num.parse::<f64>().ok()? * (1u64 << shift) as f64;
+    (v.is_finite() && v < usize::MAX as f64).then_some(v as usize)
 }
 
-/// `2s`, `1.5s`, `500ms`, `1m`.
+/// A duration, as people type it: `500ms`, `2s`, `1.5s`, `1m`, `1h`, `1d`,
+/// `1h30m`, `250us` (a unit is required: a bare `2` is refused). The one
+/// duration syntax of the CLI, the shim's config and the control protocol.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse().ok().map(Duration::from_millis);
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
     }
-    if let Some(sec) = s.strip_suffix('s') {
-        return sec
-            .parse::<f64>()
-            .ok()
-            .filter(|v| *v >= 0.0 && v.is_finite() && *v < 1e9)
-            .map(Duration::from_secs_f64);
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, after) = rest.split_at(n);
+        let u = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(u);
+        if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
+            return None;
+        }
+        let secs = match unit.trim() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return None,
+        };
+        total += num.parse::<f64>().ok()? * secs;
+        rest = next.trim_start();
     }
-    if let Some(min) = s.strip_suffix('m') {
-        return min
-            .parse::<u64>()
-            .ok()
-            .and_then(|m| m.checked_mul(60))
-            .map(Duration::from_secs);
+    (total.is_finite() && total < 1e12).then(|| Duration::from_secs_f64(total))
+}
+
+/// Formats a size the way [`parse_size`] reads it (`16M`, `1536K`, `100`).
+pub fn format_size(n: usize) -> String {
+    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+        if n >= 1 << shift && n.trailing_zeros() >= shift {
+            return format!("{}{unit}", n >> shift);
+        }
     }
-    None
+    n.to_string()
 }
 
 #[cfg(test)]
@@ -391,6 +438,48 @@ mod tests {
         let mut d = ControlDecoder::new();
         d.push(&bad);
         assert_eq!(d.next_frame(), Err(ControlError::NotUtf8));
+    }
+
+    #[test]
+    fn sizes_and_durations_as_people_type_them() {
+        for (text, want) in [
+            ("65536", 65536),
+            ("64K", 64 << 10),
+            ("64k", 64 << 10),
+            ("16M", 16 << 20),
+            ("16MiB", 16 << 20),
+            ("16 MiB", 16 << 20),
+            ("16MB", 16 << 20),
+            ("1.5M", 3 << 19),
+            ("1G", 1 << 30),
+            ("0", 0),
+            ("100B", 100),
+        ] {
+            assert_eq!(parse_size(text), Some(want), "{text}");
+            assert_eq!(parse_size(&format_size(want)), Some(want), "{text}");
+        }
+        for bad in ["", "M", "x", "1.5.5M", "-1M", "16Q", ".5M", "1.M", "1e3"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        let d = Duration::from_secs;
+        for (text, want) in [
+            ("2s", d(2)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("500ms", Duration::from_millis(500)),
+            ("250us", Duration::from_micros(250)),
+            ("1m", d(60)),
+            ("1min", d(60)),
+            ("1h", d(3600)),
+            ("1h30m", d(5400)),
+            ("1m 30s", d(90)),
+            ("1d", d(86400)),
+            ("0s", d(0)),
+        ] {
+            assert_eq!(parse_duration(text), Some(want), "{text}");
+        }
+        for bad in ["", "2", "s", "-1s", "1x", "1.s", "1e9s", "h1"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 
     #[test]

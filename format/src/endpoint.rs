@@ -90,6 +90,25 @@ impl FromStr for Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Like `parse`, but where a file is meant: a bare path (no `scheme:`
+    /// before its first `/`, e.g. `run.eventlog`, `./x`, `/tmp/a:b`) is `file:PATH`.
+    pub fn parse_or_file(s: &str) -> Result<Endpoint, EndpointError> {
+        match s.parse() {
+            Err(EndpointError::UnknownScheme(_)) if !has_scheme(s) => Ok(Endpoint::File(s.into())),
+            r => r,
+        }
+    }
+}
+
+/// Whether `s` starts like `word:` (a scheme), not like a path.
+fn has_scheme(s: &str) -> bool {
+    match s.find(':') {
+        Some(i) => !s[..i].contains('/'),
+        None => false,
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -100,5 +119,31 @@ impl fmt::Display for Endpoint {
             Endpoint::File(p) => write!(f, "file:{}", p.display()),
             Endpoint::Stdin => f.write_str("-"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_paths_are_files_where_a_file_is_meant() {
+        let file = |p: &str| Ok(Endpoint::File(p.into()));
+        assert_eq!(
+            Endpoint::parse_or_file("run.eventlog"),
+            file("run.eventlog")
+        );
+        assert_eq!(Endpoint::parse_or_file("./a/b"), file("./a/b"));
+        assert_eq!(Endpoint::parse_or_file("/tmp/a:b"), file("/tmp/a:b"));
+        assert_eq!(
+            Endpoint::parse_or_file("tcp://h:1"),
+            Ok(Endpoint::Tcp("h:1".into()))
+        );
+        assert_eq!(Endpoint::parse_or_file("-"), Ok(Endpoint::Stdin));
+        assert!(matches!(
+            Endpoint::parse_or_file("bogus:x"),
+            Err(EndpointError::UnknownScheme(_))
+        ));
+        assert!("run.eventlog".parse::<Endpoint>().is_err());
     }
 }

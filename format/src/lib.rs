@@ -4,7 +4,9 @@
 pub mod control;
 pub mod endpoint;
 pub mod eventlog;
+pub mod sources;
 pub mod state;
+pub mod threads;
 
 pub use endpoint::Endpoint;
 pub use eventlog::{

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::eventlog::*;
+use crate::threads::LiveThreads;
 
 /// Per kind of keyed state, how many entries are kept at most.
 const MAX_ENTRIES: usize = 65_536;
@@ -46,10 +47,17 @@ const ORDER: [u16; 17] = [
 /// markers, and the deletions. All are below 256.
 const INTERESTED: [u64; 4] = {
     let mut m = [0u64; 4];
+    // Deletions, and the thread creations and ends [`LiveThreads`] follows.
     let deletions = [
         EVENT_CAPSET_DELETE,
         EVENT_CAPSET_REMOVE_CAP,
         EVENT_CAP_DELETE,
+        EVENT_CREATE_THREAD,
+        EVENT_RUN_THREAD,
+        EVENT_STOP_THREAD,
+        EVENT_TASK_CREATE,
+        EVENT_TASK_MIGRATE,
+        EVENT_TASK_DELETE,
     ];
     let mut i = 0;
     while i < ORDER.len() + deletions.len() {
@@ -74,6 +82,8 @@ pub struct StateCache {
     /// Entries per event type, to bound each kind without counting.
     counts: BTreeMap<u16, usize>,
     sticky: Vec<(u16, Stored)>,
+    /// Threads created and not finished, for [`crate::threads::WindowScan`].
+    pub threads: LiveThreads,
     /// Latest timestamp seen: the time given to sticky messages.
     pub last_time: u64,
 }
@@ -125,15 +135,54 @@ impl StateCache {
     }
 
     fn walk(&mut self, header: &Header, block: &[u8]) {
+        self.walk_needing(header, block, None);
+    }
+
+    /// [`observe_block`](Self::observe_block), and in the same walk the block
+    /// to send before this one for readers that have followed the stream
+    /// from its start ([`LiveThreads::needs`]: tasks it uses that the stream
+    /// never created); `None` almost always.
+    pub fn observe_block_needing(&mut self, header: &Header, block: &[u8]) -> Option<Vec<u8>> {
+        match BlockMarker::parse(block) {
+            Some(m) if !holds_state(header, block) => {
+                self.last_time = self.last_time.max(m.end_time);
+                None
+            }
+            _ => {
+                let mut need = None;
+                self.walk_needing(header, block, Some(&mut need));
+                need.map(BlockBuilder::finish)
+            }
+        }
+    }
+
+    fn walk_needing(
+        &mut self,
+        header: &Header,
+        block: &[u8],
+        mut need: Option<&mut Option<BlockBuilder>>,
+    ) {
+        let marker = BlockMarker::parse(block);
+        let cap = marker.map_or(GLOBAL_CAP, |m| m.cap);
         for ev in events(header, block).map_while(Result::ok) {
             self.last_time = self.last_time.max(ev.time);
-            if Self::interested(ev.ty) {
+            if LiveThreads::interested(ev.ty) {
+                if let (Some(need), Some(m)) = (need.as_deref_mut(), marker) {
+                    self.threads.needs(header, &m, &ev, need);
+                }
+                self.threads.observe(ev.ty, cap, ev.payload);
+            } else if Self::interested(ev.ty) {
                 self.observe(ev.ty, ev.time, ev.payload);
             }
         }
     }
 
+    /// One event outside any block (its capability unknown).
     pub fn observe(&mut self, ty: u16, time: u64, payload: &[u8]) {
+        if LiveThreads::interested(ty) {
+            self.threads.observe(ty, GLOBAL_CAP, payload);
+            return;
+        }
         let p = payload;
         let key = match ty {
             // u32 capset first.
@@ -314,7 +363,15 @@ mod tests {
             let want = ORDER.contains(&ty) && ty != EVENT_USER_MSG && ty != EVENT_USER_MARKER
                 || matches!(
                     ty,
-                    EVENT_CAPSET_DELETE | EVENT_CAPSET_REMOVE_CAP | EVENT_CAP_DELETE
+                    EVENT_CAPSET_DELETE
+                        | EVENT_CAPSET_REMOVE_CAP
+                        | EVENT_CAP_DELETE
+                        | EVENT_CREATE_THREAD
+                        | EVENT_RUN_THREAD
+                        | EVENT_STOP_THREAD
+                        | EVENT_TASK_CREATE
+                        | EVENT_TASK_MIGRATE
+                        | EVENT_TASK_DELETE
                 );
             assert_eq!(StateCache::interested(ty), want, "type {ty}");
         }

@@ -51,6 +51,8 @@ pub const EVENT_HEAP_ALLOCATED: u16 = 49;
 pub const EVENT_HEAP_SIZE: u16 = 50;
 pub const EVENT_HEAP_LIVE: u16 = 51;
 pub const EVENT_HEAP_INFO_GHC: u16 = 52;
+/// Info-table provenance (`-finfo-table-map`), 9.2+.
+pub const EVENT_IPE: u16 = 169;
 pub const EVENT_GC_STATS_GHC: u16 = 53;
 pub const EVENT_GC_GLOBAL_SYNC: u16 = 54;
 pub const EVENT_TASK_CREATE: u16 = 55;

@@ -193,6 +193,23 @@ impl StreamDecoder {
         Ok(None)
     }
 
+    /// After `next_frame` failed inside a block: the block's whole events
+    /// before the damage, its marker rewritten to their size (`None` when
+    /// the damage is the block's first event), and how many buffered bytes
+    /// are left behind from the damage on. The decoder stays failed.
+    pub fn salvage(&mut self) -> (Option<Block>, usize) {
+        if self.failed.is_none() {
+            return (None, 0);
+        }
+        let block = match self.scan.take() {
+            Some(scan) if scan.off > 0 && scan.events > 0 => Some(self.take_block(scan)),
+            _ => None,
+        };
+        let left = self.buffered();
+        self.pos = self.buf.len();
+        (block, left)
+    }
+
     fn rest(&self) -> &[u8] {
         &self.buf[self.pos..]
     }
@@ -333,6 +350,8 @@ impl StreamDecoder {
                     {
                         break false;
                     }
+                    // Kept for `salvage`: the whole events before the damage.
+                    self.scan = Some(scan);
                     return Err(e);
                 }
             }

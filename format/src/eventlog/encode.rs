@@ -151,3 +151,111 @@ pub fn filter_block(header: &Header, block: &[u8], keep: ClassSet) -> Vec<u8> {
     }
     out
 }
+
+/// Events per block of [`thread_creation_blocks`] (about 14 bytes each).
+const THREADS_PER_BLOCK: usize = 32 * 1024;
+
+/// Blocks on capability 0 with one `EVENT_CREATE_THREAD` at `time` per id,
+/// then one `EVENT_THREAD_LABEL` per label: what the shim adds for threads
+/// created before it became the writer, so a reader (ghc-events' thread
+/// validator, ThreadScope) meets every thread's creation before its other
+/// events. Empty if the header lacks the types.
+pub fn thread_creation_blocks(
+    header: &Header,
+    time: u64,
+    ids: &[u64],
+    labels: &[(u64, Vec<u8>)],
+) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut b = BlockBuilder::new(0);
+    let mut n = 0;
+    let events = ids
+        .iter()
+        .map(|&id| {
+            (
+                super::EVENT_CREATE_THREAD,
+                (id as u32).to_be_bytes().to_vec(),
+            )
+        })
+        .chain(labels.iter().map(|(id, text)| {
+            let mut p = (*id as u32).to_be_bytes().to_vec();
+            p.extend_from_slice(&text[..text.len().min(u16::MAX as usize - 4)]);
+            (super::EVENT_THREAD_LABEL, p)
+        }));
+    for (ty, payload) in events {
+        if b.push(header, ty, time, &payload).is_err() {
+            if ty == super::EVENT_CREATE_THREAD {
+                return Vec::new();
+            }
+            continue;
+        }
+        n += 1;
+        if n == THREADS_PER_BLOCK {
+            out.push(std::mem::replace(&mut b, BlockBuilder::new(0)).finish());
+            n = 0;
+        }
+    }
+    if !b.is_empty() {
+        out.push(b.finish());
+    }
+    out
+}
+
+/// A copy of `block` without the data end the RTS put at its end, with the
+/// marker's size fixed; `None` when the block does not end with one. Since
+/// GHC 9.2 `endEventLogging` writes the data end inside the global buffer's
+/// last block instead of on its own: a stream that goes on (a restart) or
+/// ends with its own data end must not carry it.
+pub fn block_without_data_end(header: &Header, block: &[u8]) -> Option<Vec<u8>> {
+    if !block.ends_with(&super::DATA_END) || block.len() < BLOCK_MARKER_SIZE + 2 {
+        return None;
+    }
+    let mut walk = events(header, block);
+    for ev in walk.by_ref() {
+        if let Err(FormatError::UnknownEventType { ty: 0xffff, offset }) = ev {
+            if offset as usize == block.len() - 2 {
+                let mut out = block[..block.len() - 2].to_vec();
+                if out[..2] == EVENT_BLOCK_MARKER.to_be_bytes() {
+                    let size = out.len() as u32;
+                    out[10..14].copy_from_slice(&size.to_be_bytes());
+                }
+                return Some(out);
+            }
+            return None;
+        }
+    }
+    None
+}
+
+/// A global block with the capsets and capabilities the RTS posts at start
+/// (initCapabilities): the OS process capset (0) and clock domain (1), then
+/// each capability created and assigned to both. 9.2+ does not re-post them
+/// when a writer starts. Empty if the header lacks the types.
+pub fn capability_blocks(header: &Header, time: u64, n_caps: u16) -> Vec<u8> {
+    const CAPSET_OSPROCESS: (u32, u16) = (0, 2);
+    const CAPSET_CLOCKDOMAIN: (u32, u16) = (1, 3);
+    let mut b = BlockBuilder::new(GLOBAL_CAP);
+    let mut ok = true;
+    for (capset, ty) in [CAPSET_OSPROCESS, CAPSET_CLOCKDOMAIN] {
+        let mut p = capset.to_be_bytes().to_vec();
+        p.extend_from_slice(&ty.to_be_bytes());
+        ok &= b.push(header, super::EVENT_CAPSET_CREATE, time, &p).is_ok();
+    }
+    for cap in 0..n_caps {
+        ok &= b
+            .push(header, super::EVENT_CAP_CREATE, time, &cap.to_be_bytes())
+            .is_ok();
+        for (capset, _) in [CAPSET_OSPROCESS, CAPSET_CLOCKDOMAIN] {
+            let mut p = capset.to_be_bytes().to_vec();
+            p.extend_from_slice(&cap.to_be_bytes());
+            ok &= b
+                .push(header, super::EVENT_CAPSET_ASSIGN_CAP, time, &p)
+                .is_ok();
+        }
+    }
+    if ok {
+        b.finish()
+    } else {
+        Vec::new()
+    }
+}

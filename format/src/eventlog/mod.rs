@@ -5,11 +5,16 @@
 mod class;
 mod decoder;
 mod encode;
+mod fields;
 mod header;
 
 pub use class::*;
 pub use decoder::{holds_state, Block, Frame, StreamDecoder, MAX_BLOCK_SIZE};
-pub use encode::{filter_block, user_message_block, BlockBuilder};
+pub use encode::{
+    block_without_data_end, capability_blocks, filter_block, thread_creation_blocks,
+    user_message_block, BlockBuilder,
+};
+pub use fields::{fields, Fields, EVENT_BLOCKS_SIZE};
 pub use header::{encode_header, EventTypeInfo, Header, MAX_HEADER_SIZE};
 
 use header::{HEADER_BEGIN, SIZE_UNKNOWN, SIZE_VARIABLE};
@@ -162,11 +167,43 @@ pub(crate) fn event_len(
             if bytes.len() < EVENT_HEADER_SIZE + 2 {
                 return Ok(None);
             }
-            EVENT_HEADER_SIZE + 2 + be16(bytes, EVENT_HEADER_SIZE) as usize
+            let declared = be16(bytes, EVENT_HEADER_SIZE) as usize;
+            if ty == EVENT_IPE {
+                return Ok(ipe_len(&bytes[EVENT_HEADER_SIZE + 2..], declared)
+                    .map(|n| EVENT_HEADER_SIZE + 2 + n));
+            }
+            EVENT_HEADER_SIZE + 2 + declared
         }
         fixed => EVENT_HEADER_SIZE + fixed as usize,
     };
     Ok((bytes.len() >= len).then_some(len))
+}
+
+/// The payload length of an `EVENT_IPE` whose size field says `declared`,
+/// `None` until the bytes are there. GHC 9.4 to 9.10 (at least: seen on 9.6.6
+/// and 9.10.3) count a NUL after the source file that `postIPE` never writes
+/// (it writes `file:span` as one string), so the field is one more than the
+/// payload: the info word and six NUL-terminated strings. ghc-events reads the
+/// strings and never notices; a walk by the size field would land one byte
+/// into the next event. The payload's own length is used when it is exactly
+/// one short of the field, the field otherwise.
+fn ipe_len(payload: &[u8], declared: usize) -> Option<usize> {
+    const INFO_WORD: usize = 8;
+    const STRINGS: usize = 6;
+    let room = payload.len().min(declared);
+    let mut at = INFO_WORD;
+    for _ in 0..STRINGS {
+        match payload.get(at..room)?.iter().position(|&b| b == 0) {
+            Some(nul) => at += nul + 1,
+            None if room < declared => return None,
+            None => return Some(declared),
+        }
+    }
+    if at + 1 == declared {
+        Some(at)
+    } else {
+        (payload.len() >= declared).then_some(declared)
+    }
 }
 
 /// The types and payload sizes of the last two fixed-size events of a walk.

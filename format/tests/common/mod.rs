@@ -5,23 +5,32 @@ use std::path::PathBuf;
 
 use elstream_format::eventlog::{events, Block, FormatError, Frame, Header, StreamDecoder};
 
-/// `../shared/corpus/ghc-events` from the repo root; `None` (with a note) when
-/// absent, a panic when absent and `CI` is set.
-pub fn corpus_dir() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = root.join("../shared/corpus/ghc-events");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("corpus missing at {} and CI is set", dir.display());
-    }
-    eprintln!("note: corpus missing at {}, skipping", dir.display());
-    None
+/// The logs that every whole-log test reads, as (label, path): the ones our
+/// own GHC programs write (always; those whose every event has its declared
+/// size, see `testkit::logs::OwnLog::size_mismatch`), then the external corpus
+/// where it exists (required under `CI`, a loud skip elsewhere).
+pub fn all_logs() -> Vec<(String, PathBuf)> {
+    let mut v = own_logs();
+    v.extend(
+        corpus_logs()
+            .into_iter()
+            .map(|p| (p.display().to_string(), p)),
+    );
+    v
 }
 
-#[allow(unused_imports)]
-pub use testkit::corpus_logs;
+/// The framed own logs as (label, path).
+pub fn own_logs() -> Vec<(String, PathBuf)> {
+    testkit::logs::framed_own_logs()
+        .into_iter()
+        .map(|l| (l.label(), l.path.clone()))
+        .collect()
+}
+
+/// The external corpus's logs (see `testkit::logs::external_logs`).
+pub fn corpus_logs() -> Vec<PathBuf> {
+    testkit::logs::external_logs()
+}
 
 /// One decoded event, owned, with the cap of the block it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
