@@ -1,0 +1,163 @@
+//! A real Prometheus (Debian trixie's 2.53, in the trixie root) scrapes
+//! `elstream metrics` every second while Demo streams through the shim; after
+//! the run, the GC count, the total GC pause, the `work` spans and the user
+//! messages it holds equal what ghc-events computes from a second consumer's
+//! capture of the same stream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use testkit::{example, TempDir};
+
+#[test]
+fn prometheus_scrape_equals_ghc_events() {
+    let demo = example("Demo");
+    let dir = TempDir::new("metrics-prom");
+    let sock = dir.join("demo.sock");
+    // A trigger and OTLP (to a closed port) too, so every family is exported
+    // for the docs check below.
+    let m = start_metrics_env(
+        &[
+            "--source",
+            &format!("demo=unix:{}", sock.display()),
+            "--trigger",
+            "drops>1000000;snapshot=off",
+            "--trigger",
+            "span:work>0s;cooldown=0s;max=3;snapshot=off",
+            "--trigger",
+            "heap-live>1K;snapshot=off",
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+        ],
+    );
+    let prom = start_prometheus(&dir, Some(&m.addr));
+    let (counts, bytes) = run_demo(&demo, &sock, 12);
+    let log = dir.join("capture.eventlog");
+    std::fs::write(&log, &bytes).unwrap();
+    let j = judge(&log);
+    assert!(
+        j.gcs > 3 && j.pauses > 3,
+        "Demo should GC: {} / {}",
+        j.gcs,
+        j.pauses
+    );
+    assert_eq!(j.user_messages, counts["user-events"]);
+
+    // A scrape after the data end arrived, then the figures.
+    let s = r#"{session="demo"}"#;
+    prom.wait_value(
+        &format!("elstream_session_ended{s}"),
+        Duration::from_secs(30),
+        |v| v == 1.0,
+    );
+    let q = |e: &str| prom.value(e).unwrap_or_else(|| panic!("no value for {e}"));
+    assert_eq!(q(&format!("sum(ghc_gc_total{s})")) as u64, j.gcs, "GCs");
+    assert_eq!(
+        q(&format!("ghc_gc_pause_seconds_count{s}")) as u64,
+        j.pauses,
+        "GC pauses"
+    );
+    let pause = q(&format!("ghc_gc_pause_seconds_sum{s}"));
+    assert_eq!(
+        (pause * 1e9).round() as u64,
+        j.pause_ns,
+        "total GC pause ({pause} s)"
+    );
+    assert!(j.syncs > 3, "Demo's GCs should be requested: {}", j.syncs);
+    let sync = q(&format!("ghc_gc_sync_seconds_total{s}"));
+    assert_eq!((sync * 1e9).round() as u64, j.sync_ns, "GC sync ({sync} s)");
+    assert_eq!(
+        q(r#"ghc_span_seconds_count{session="demo",span="work"}"#) as u64,
+        j.work_spans,
+        "work spans"
+    );
+    assert_eq!(j.work_spans, 4 * 12);
+    assert_eq!(
+        q(&format!("ghc_user_messages_total{s}")) as u64,
+        j.user_messages,
+        "user messages"
+    );
+    // The histogram's buckets add up and the capabilities were busy.
+    assert_eq!(
+        q(r#"ghc_gc_pause_seconds_bucket{session="demo",le="+Inf"}"#) as u64,
+        j.pauses
+    );
+    assert!(q(&format!("sum(ghc_capability_mutator_seconds_total{s})")) > 0.0);
+    assert_eq!(q(&format!("elstream_source_sessions_total{s}")), 1.0);
+    // The other rule kinds: every work span exceeds 0 s (max 3), the live
+    // heap exceeds 1 KiB (once in the cooldown), no drops.
+    let fired = |t: &str| {
+        scraped(
+            &m.addr,
+            &format!(r#"elstream_trigger_fired_total{{session="demo",trigger="{t}"}}"#),
+        )
+    };
+    assert_eq!(fired("span:work>0s"), Some(3.0));
+    assert_eq!(fired("heap-live>1K"), Some(1.0));
+    assert_eq!(fired("drops>1000000"), Some(0.0));
+    docs_use_only_exported_names(&m.addr, &dir);
+    drop(prom);
+    drop(m);
+}
+
+/// Every metric name in docs/OPERATORS.md, the alerting rules and the
+/// Grafana dashboard is one this /metrics exports; promtool accepts the rules.
+fn docs_use_only_exported_names(addr: &str, dir: &TempDir) {
+    let text = get(addr, "/metrics").unwrap();
+    let mut names = std::collections::HashSet::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            names.insert(rest.split(' ').next().unwrap().to_string());
+        } else if !l.starts_with('#') {
+            names.insert(l.split(['{', ' ']).next().unwrap().to_string());
+        }
+    }
+    let docs = testkit::repo_root().join("docs");
+    let mut checked = 0;
+    for f in [
+        "OPERATORS.md",
+        "elstream-alerts.yml",
+        "grafana-elstream.json",
+    ] {
+        let body = std::fs::read_to_string(docs.join(f)).unwrap();
+        let bytes = body.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &body[i..];
+            let starts = (rest.starts_with("ghc_") || rest.starts_with("elstream_"))
+                && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_'));
+            if starts {
+                let n: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                assert!(
+                    names.contains(&n),
+                    "{f} names {n}, which /metrics does not export"
+                );
+                checked += 1;
+                i += n.len();
+            } else {
+                i += rest.chars().next().unwrap().len_utf8();
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} names found in the docs");
+    let rules = dir.join("alerts.yml");
+    std::fs::copy(docs.join("elstream-alerts.yml"), &rules).unwrap();
+    let out = std::process::Command::new("chroot")
+        .arg(trixie_root())
+        .args(["promtool", "check", "rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
