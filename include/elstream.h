@@ -12,6 +12,38 @@
 // The version of [`elstream_sink_vtable`] this shim speaks.
 #define ELSTREAM_SINK_ABI_VERSION 1
 
+// How much a message matters.
+typedef enum {
+  // Something failed: a feature or the stream itself stopped.
+  ELSTREAM_LOG_ERROR = 1,
+  // Something the host should know: a refused client, an option ignored.
+  ELSTREAM_LOG_WARN = 2,
+} elstream_log_level;
+
+// What every `elstream_*` function returns: 0 or a negative code, with the
+// text in `elstream_last_error()` (the functions are declared `int`).
+typedef enum {
+  ELSTREAM_OK = 0,
+  // The config string is malformed (key, value or endpoint).
+  ELSTREAM_ERR_CONFIG = -1,
+  // `elstream_start` was called before.
+  ELSTREAM_ERR_ALREADY_STARTED = -2,
+  // The stream is not started (or was stopped).
+  ELSTREAM_ERR_NOT_STARTED = -3,
+  // The socket could not be made or bound.
+  ELSTREAM_ERR_SOCKET = -4,
+  // The RTS refused (no eventlog support, another writer, shutting down).
+  ELSTREAM_ERR_RTS = -5,
+  // An argument is NULL, not UTF-8 or out of range.
+  ELSTREAM_ERR_INVALID_ARGUMENT = -6,
+  // Not available with this RTS or link (see `status`).
+  ELSTREAM_ERR_UNAVAILABLE = -7,
+  // The operation failed (e.g. a snapshot could not be written).
+  ELSTREAM_ERR_FAILED = -8,
+  // An internal error (a panic) was contained; the program continues.
+  ELSTREAM_ERR_PANIC = -99,
+} elstream_result;
+
 // A sink's callbacks. All run on the shim's I/O thread, one at a time, with
 // the `ctx` given to `elstream_add_sink`. Byte pointers are valid only during
 // the call. Any callback may be NULL.
@@ -27,6 +59,12 @@ typedef struct {
   // The stream ended; no call follows. The sink may free `ctx` here.
   void (*on_stop)(void *ctx);
 } elstream_sink_vtable;
+
+// The host's log callback: `message` is NUL-terminated UTF-8 without the
+// "elstream: " prefix, valid only during the call. It may run on any thread
+// (the shim's own or the RTS's), so it must be thread-safe and short, and
+// must not call back into elstream.
+typedef void (*elstream_log_callback)(void *ctx, elstream_log_level level, const char *message);
 
 // Layout of GHC's `EventLogWriter` (includes/rts/EventLogWriter.h).
 typedef struct {
@@ -55,6 +93,9 @@ typedef struct {
   // Blocks and bytes consumers missed because they fell a ring behind.
   uint64_t consumer_blocks_dropped;
   uint64_t consumer_bytes_dropped;
+  // Bytes the shim made for readers beside the RTS's own (state replay,
+  // thread and task creations for late joiners), all consumers together.
+  uint64_t bytes_replayed;
 } elstream_stats;
 
 
@@ -101,7 +142,8 @@ int elstream_sticky_message(const char *text);
 
 // Runs one control command line (as `elstream ctl` sends) and copies the
 // reply text, NUL-terminated and truncated to `reply_len`, into `reply`
-// (may be NULL). Returns 0, or a negative code (the reply then holds the error).
+// (may be NULL). Returns `ELSTREAM_OK`, or a negative `elstream_result` (the
+// reply then holds the error).
 //
 // # Safety
 // `command` is NUL-terminated; `reply` is NULL or has `reply_len` bytes.
@@ -110,7 +152,8 @@ int elstream_control(const char *command, char *reply, uintptr_t reply_len);
 // Adds an in-process sink: `vtable`'s callbacks receive the header, every
 // block (from the oldest still in the ring), drop notices and the stop, on
 // the shim's I/O thread. The vtable is copied; `ctx` is passed back as is.
-// Returns 0, -3 before start, -6 for a NULL vtable or another ABI version.
+// Returns `ELSTREAM_OK`, `ELSTREAM_ERR_NOT_STARTED` before start,
+// `ELSTREAM_ERR_INVALID_ARGUMENT` for a NULL vtable or another ABI version.
 //
 // # Safety
 // `vtable` is NULL or points to a valid `elstream_sink_vtable`; the callbacks
@@ -119,7 +162,8 @@ int elstream_add_sink(const elstream_sink_vtable *vtable, void *ctx);
 
 // Starts streaming. `config` is `ENDPOINT[,key=value]...` (see the README);
 // NULL or "" takes `$ELSTREAM`, then `unix:/tmp/elstream-<pid>.sock`.
-// Returns 0, or a negative code with the text in `elstream_last_error()`.
+// Returns `ELSTREAM_OK`, or a negative `elstream_result` with the text in
+// `elstream_last_error()`.
 //
 // # Safety
 // `config` is NULL or a NUL-terminated string.
@@ -127,7 +171,18 @@ int elstream_start(const char *config);
 
 // Ends the stream: the RTS's buffers are written out, consumers get the tail
 // and the data end (waiting at most `linger`), the socket is removed.
+// Returns `ELSTREAM_OK` or `ELSTREAM_ERR_NOT_STARTED`.
 int elstream_stop(void);
+
+// Sends the shim's own messages (a refused consumer, an option ignored, a
+// contained panic) to `callback` instead of stderr; NULL goes back to the
+// config's `log=` choice (stderr by default). Callable before
+// `elstream_start`. Returns `ELSTREAM_OK`.
+//
+// # Safety
+// `callback` is NULL or stays callable, with `ctx`, until it is replaced; see
+// `elstream_log_callback`.
+int elstream_set_log_callback(elstream_log_callback callback, void *ctx);
 
 // The calling thread's last error text ("" after a success). Valid until the
 // thread's next elstream call.
@@ -137,7 +192,8 @@ const char *elstream_last_error(void);
 // with `+RTS -l`; the stream then starts from `$ELSTREAM` at RTS start-up.
 const elstream_eventlog_writer *elstream_writer(void);
 
-// Fills `out` with the stream's counters. Returns 0, or -3 before start.
+// Fills `out` with the stream's counters. Returns `ELSTREAM_OK`, or
+// `ELSTREAM_ERR_NOT_STARTED` before start.
 //
 // # Safety
 // `out` points to writable memory for one `elstream_stats`.

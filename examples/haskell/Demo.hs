@@ -4,7 +4,9 @@
 --
 -- > Demo [ROUNDS [DELAY_MS [WORK]]] [--stream[=CONFIG]] [--wait-consumers=N]
 --
--- Each round forks 'workers' threads; worker i posts "START work <i>", builds
+-- Each round forks 'workers' threads, each labelled "worker <i>"
+-- (GHC.Conc.labelThread: a ThreadLabel event; the main thread is "demo main");
+-- worker i posts "START work <i>", builds
 -- and sums a Data.Map of WORK entries, posts "STOP work <i>". Each round
 -- ends with the marker "round <r>", then sleeps DELAY_MS. The program begins
 -- with "DEMO begin" and ends with "DEMO end".
@@ -25,6 +27,7 @@ import Control.Monad
 import Data.List (foldl', isPrefixOf)
 import qualified Data.Map.Strict as M
 import Debug.Trace (traceEventIO, traceMarkerIO)
+import GHC.Conc (labelThread)
 import GHC.Eventlog.Stream (consumers, startWith, stats, stop)
 import System.Environment (getArgs)
 import System.IO
@@ -52,12 +55,14 @@ main = do
     (cfg : _) -> startWith (drop 1 cfg) -- "=CONFIG" or ""
   forM_ [read (drop 17 f) | f <- flags, "--wait-consumers=" `isPrefixOf` f] $ \n ->
     waitConsumers n (600 :: Int)
+  myThreadId >>= \t -> labelThread t "demo main"
   traceEventIO "DEMO begin"
   forM_ [0 .. rounds - 1] $ \r -> do
     dones <- forM [0 .. workers - 1] $ \w -> do
       done <- newEmptyMVar
       let i = r * workers + w
       _ <- forkIO $ do
+        myThreadId >>= \t -> labelThread t ("worker " ++ show i)
         traceEventIO ("START work " ++ show i)
         let m = foldl' (\acc k -> M.insert ((k * 7919 + i) `mod` (2 * work)) k acc)
                        M.empty [1 .. work]

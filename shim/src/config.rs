@@ -1,7 +1,7 @@
 //! The config string given to `elstream_start`:
 //! `ENDPOINT[,key=value]...`, e.g. `unix:/tmp/app.sock,ring=64M,start=now`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use elstream_format::control::{parse_duration, parse_size};
@@ -35,11 +35,17 @@ pub struct Config {
     pub control: Option<PathBuf>,
     /// Where `snapshot NAME` writes; names cannot leave it.
     pub snapshot_dir: PathBuf,
+    /// `snapshot_dir` is the default, private one (checked before each use).
+    pub snapshot_dir_is_default: bool,
+    /// `log=stderr` (true, the default) or `log=off`: where the shim's own
+    /// messages go when the host set no callback.
+    pub log_stderr: bool,
 }
 
 pub const ENV_VAR: &str = "ELSTREAM";
 pub const DEFAULT_RING: usize = 64 << 20;
-const OPTIONS: &str = "ring, start, linger, classes, max-consumers, flush, control, snapshot-dir";
+const OPTIONS: &str =
+    "ring, start, linger, classes, max-consumers, flush, control, snapshot-dir, log";
 /// `sun_path` is 108 bytes on Linux, including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -86,7 +92,9 @@ impl Config {
             max_consumers: 64,
             flush_interval: None,
             control: None,
-            snapshot_dir: std::env::temp_dir(),
+            snapshot_dir: default_snapshot_dir(),
+            snapshot_dir_is_default: true,
+            log_stderr: true,
         };
         for opt in parts {
             let opt = opt.trim();
@@ -136,7 +144,17 @@ impl Config {
                     }
                 }
                 "control" => config.control = Some(PathBuf::from(value)),
-                "snapshot-dir" => config.snapshot_dir = PathBuf::from(value),
+                "log" => {
+                    config.log_stderr = match value {
+                        "stderr" => true,
+                        "off" => false,
+                        _ => return Err(bad("expected stderr or off")),
+                    }
+                }
+                "snapshot-dir" => {
+                    config.snapshot_dir = PathBuf::from(value);
+                    config.snapshot_dir_is_default = false;
+                }
                 _ => {
                     return Err(Error::Config(format!(
                         "unknown option `{key}` (options: {OPTIONS})"
@@ -161,6 +179,52 @@ impl Config {
             PathBuf::from(p)
         })
     }
+}
+
+/// The user's own directory for snapshots: `$XDG_RUNTIME_DIR/elstream`, else
+/// `$TMPDIR/elstream-<uid>` (made 0700 at the first snapshot).
+pub fn default_snapshot_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(run) => PathBuf::from(run).join("elstream"),
+        None => {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            std::env::temp_dir().join(format!("elstream-{uid}"))
+        }
+    }
+}
+
+/// Makes the snapshot directory (and missing parents) 0700. The default one,
+/// in a shared place, must also be ours and closed to others, or a snapshot
+/// could land where another user reads it.
+pub fn ensure_snapshot_dir(dir: &Path, is_default: bool) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let fail =
+        |what: String| Error::Failed(format!("snapshot directory {}: {what}", dir.display()));
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) => return Err(fail(e.to_string())),
+    }
+    if !is_default {
+        return Ok(());
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| fail(e.to_string()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(fail(format!(
+            "not a directory of this user (uid {uid}); set snapshot-dir=DIR"
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(format!("cannot make it private: {e}")))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -201,7 +265,15 @@ mod tests {
 
     #[test]
     fn flush_control_and_snapshot_options() {
+        let c = Config::parse("unix:/tmp/a.sock").unwrap();
+        assert!(c.snapshot_dir_is_default);
+        assert_ne!(
+            c.snapshot_dir,
+            std::env::temp_dir(),
+            "the default is private"
+        );
         let c = Config::parse("unix:/tmp/a.sock,flush=100ms,snapshot-dir=/var/tmp").unwrap();
+        assert!(!c.snapshot_dir_is_default);
         assert_eq!(c.flush_interval, Some(Duration::from_millis(100)));
         assert_eq!(c.control_socket(), PathBuf::from("/tmp/a.sock.ctl"));
         assert_eq!(c.snapshot_dir, PathBuf::from("/var/tmp"));
@@ -211,5 +283,37 @@ mod tests {
             (PathBuf::from("/tmp/c"), None)
         );
         assert!(Config::parse("unix:/tmp/a.sock,flush=often").is_err());
+        assert!(Config::parse("unix:/tmp/a.sock").unwrap().log_stderr);
+        assert!(
+            !Config::parse("unix:/tmp/a.sock,log=off")
+                .unwrap()
+                .log_stderr
+        );
+        let e = Config::parse("unix:/tmp/a.sock,log=syslog")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stderr or off"), "{e}");
+    }
+
+    #[test]
+    fn the_snapshot_dir_is_made_private_and_a_foreign_default_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("elstream-cfg-{}", std::process::id()));
+        let dir = base.join("a/b");
+        ensure_snapshot_dir(&dir, true).unwrap();
+        for d in [&base.join("a"), &dir] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+        // A default dir someone left open is closed again.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_snapshot_dir(&dir, true).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // A symlink in the default's place (someone else's trap) is refused.
+        let link = base.join("link");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        assert!(ensure_snapshot_dir(&link, true).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

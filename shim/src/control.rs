@@ -4,8 +4,10 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use elstream_format::control::{Command, Status};
@@ -13,8 +15,52 @@ use elstream_format::{ClassSet, DATA_END};
 
 use crate::error::Error;
 use crate::ring::Copied;
-use crate::rts::Op;
-use crate::stream::Stream;
+use crate::rts::{Op, RtsThread};
+use crate::shared::Shared;
+
+/// What the program asked for through the control commands.
+pub struct Controls {
+    /// `on`/`off`.
+    pub enabled: bool,
+    /// The classes wanted while on.
+    pub classes: ClassSet,
+}
+
+/// What the commands act on: the shared eventlog, the RTS thread, and the
+/// choices made through the commands so far.
+pub struct Control {
+    shared: Arc<Shared>,
+    rts: Arc<RtsThread>,
+    controls: Mutex<Controls>,
+    snapshot_busy: AtomicBool,
+}
+
+impl Control {
+    /// Starts with every class in `classes` wanted, streaming on.
+    pub fn new(shared: Arc<Shared>, rts: Arc<RtsThread>, classes: ClassSet) -> Control {
+        Control {
+            shared,
+            rts,
+            controls: Mutex::new(Controls {
+                enabled: true,
+                classes,
+            }),
+            snapshot_busy: AtomicBool::new(false),
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn rts(&self) -> &RtsThread {
+        &self.rts
+    }
+
+    pub fn controls(&self) -> MutexGuard<'_, Controls> {
+        self.controls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 impl Error {
     /// The reply status a control client sees for this error.
@@ -28,21 +74,21 @@ impl Error {
 }
 
 /// Runs one command; `Ok` carries the reply text.
-pub fn execute(stream: &Stream, command: Command) -> Result<String, Error> {
+pub fn execute(ctl: &Control, command: Command) -> Result<String, Error> {
     match command {
-        Command::Status => Ok(status(stream)),
-        Command::On => set_enabled(stream, true).map(|_| "on".into()),
-        Command::Off => set_enabled(stream, false).map(|_| "off".into()),
+        Command::Status => Ok(status(ctl)),
+        Command::On => set_enabled(ctl, true).map(|_| "on".into()),
+        Command::Off => set_enabled(ctl, false).map(|_| "off".into()),
         Command::Classes(change) => {
-            let mut c = stream.controls.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = ctl.controls();
             let wanted = change.apply(c.classes);
             if c.enabled {
-                apply_classes(stream, wanted)?;
+                apply_classes(ctl, wanted)?;
             }
             c.classes = wanted;
             Ok(format!("classes={wanted}"))
         }
-        Command::Sync => match stream.rts.run(Op::Sync) {
+        Command::Sync => match ctl.rts.run(Op::Sync) {
             Ok(()) => Ok("synced".into()),
             // The cached state still reaches every late joiner.
             Err(Error::Unavailable(why)) => {
@@ -50,19 +96,19 @@ pub fn execute(stream: &Stream, command: Command) -> Result<String, Error> {
             }
             Err(e) => Err(e),
         },
-        Command::Flush => stream.rts.run(Op::Flush).map(|_| "flushed".into()),
+        Command::Flush => ctl.rts.run(Op::Flush).map(|_| "flushed".into()),
         Command::FlushInterval(interval) => {
-            if interval.is_some() && !stream.caps.can_flush() {
+            if interval.is_some() && !ctl.rts.caps.can_flush() {
                 return Err(Error::Unavailable(format!(
                     "flush: {}",
-                    stream.caps.flush_mechanism()
+                    ctl.rts.caps.flush_mechanism()
                 )));
             }
-            stream.rts.set_interval(interval);
+            ctl.rts.set_interval(interval);
             Ok(format!("flush-interval={}", show_interval(interval)))
         }
         Command::Snapshot(name) => {
-            snapshot(stream, &name).map(|p| format!("snapshot={}", p.display()))
+            snapshot(ctl, &name).map(|p| format!("snapshot={}", p.display()))
         }
         Command::RingSize(bytes) => {
             if bytes < 4 << 20 {
@@ -70,34 +116,42 @@ pub fn execute(stream: &Stream, command: Command) -> Result<String, Error> {
                     "ring-size: at least 4M (two RTS buffers)".into(),
                 ));
             }
-            stream.ring.resize(bytes)?;
+            ctl.shared.ring().resize(bytes)?;
             Ok(format!("ring-size={bytes}"))
         }
-        Command::Sticky(text) => sticky(stream, &text).map(|_| "sticky".into()),
+        Command::Sticky(text) => sticky(ctl, &text).map(|_| "sticky".into()),
+        Command::HeapCensus => ctl
+            .rts
+            .run(Op::HeapCensus)
+            .map(|_| "heap-census requested".into()),
+        Command::HeapProfile(on) => ctl
+            .rts
+            .run(Op::HeapTimer(on))
+            .map(|_| format!("heap-profile={}", if on { "on" } else { "off" })),
         Command::Auth(_) => Ok("no token needed on this socket".into()),
     }
 }
 
 /// Parses and runs a command line.
-pub fn execute_line(stream: &Stream, line: &str) -> Result<String, Error> {
+pub fn execute_line(ctl: &Control, line: &str) -> Result<String, Error> {
     let command = Command::parse(line).map_err(Error::InvalidArgument)?;
-    execute(stream, command)
+    execute(ctl, command)
 }
 
-fn set_enabled(stream: &Stream, on: bool) -> Result<(), Error> {
-    let mut c = stream.controls.lock().unwrap_or_else(|p| p.into_inner());
-    apply_classes(stream, if on { c.classes } else { ClassSet::EMPTY })?;
+fn set_enabled(ctl: &Control, on: bool) -> Result<(), Error> {
+    let mut c = ctl.controls();
+    apply_classes(ctl, if on { c.classes } else { ClassSet::EMPTY })?;
     c.enabled = on;
     Ok(())
 }
 
 /// At the source when the RTS lets us; otherwise the shim filters (classes)
 /// or discards whole blocks at the writer (off).
-fn apply_classes(stream: &Stream, set: ClassSet) -> Result<(), Error> {
-    match stream.rts.run(Op::SetClasses(set)) {
+fn apply_classes(ctl: &Control, set: ClassSet) -> Result<(), Error> {
+    match ctl.rts.run(Op::SetClasses(set)) {
         Ok(()) => Ok(()),
         Err(Error::Unavailable(_)) => {
-            stream.set_discarding(set == ClassSet::EMPTY);
+            ctl.shared.set_discarding(set == ClassSet::EMPTY);
             Ok(())
         }
         Err(e) => Err(e),
@@ -105,11 +159,11 @@ fn apply_classes(stream: &Stream, set: ClassSet) -> Result<(), Error> {
 }
 
 /// The classes the I/O thread must filter to, when the RTS cannot.
-pub fn shim_filter(stream: &Stream) -> Option<ClassSet> {
-    if stream.caps.switches || stream.caps.patched > 0 {
+pub fn shim_filter(ctl: &Control) -> Option<ClassSet> {
+    if ctl.rts.caps.switches || ctl.rts.caps.trace_flags || ctl.rts.caps.patched > 0 {
         return None;
     }
-    let c = stream.controls.lock().unwrap_or_else(|p| p.into_inner());
+    let c = ctl.controls();
     (c.classes != ClassSet::ALL).then_some(c.classes)
 }
 
@@ -117,23 +171,19 @@ fn show_interval(i: Option<Duration>) -> String {
     i.map_or("off".into(), |d| format!("{}ms", d.as_millis()))
 }
 
-pub fn sticky(stream: &Stream, text: &str) -> Result<(), Error> {
-    let header = stream
+pub fn sticky(ctl: &Control, text: &str) -> Result<(), Error> {
+    let header = ctl
+        .shared
         .parsed_header()
         .ok_or_else(|| Error::Failed("the RTS has not written the eventlog header yet".into()))?;
-    let block = stream
-        .state
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .add_sticky(header, text, false);
-    stream.ring.push_block(&block);
-    stream.wake();
+    let block = ctl.shared.state().add_sticky(header, text, false);
+    ctl.shared.push_block(&block);
     Ok(())
 }
 
 /// Writes header, state and every block in the ring to a new file in the
 /// snapshot directory, without touching the ring. One at a time.
-pub fn snapshot(stream: &Stream, name: &str) -> Result<PathBuf, Error> {
+pub fn snapshot(ctl: &Control, name: &str) -> Result<PathBuf, Error> {
     let plain = !name.is_empty()
         && !name.contains('/')
         && !name.contains('\0')
@@ -143,7 +193,7 @@ pub fn snapshot(stream: &Stream, name: &str) -> Result<PathBuf, Error> {
         return Err(Error::InvalidArgument(format!(
             "snapshot: `{name}` must be a plain file name (no `/`, not starting with `.`); \
              snapshots go to {}",
-            stream.config.snapshot_dir.display()
+            ctl.shared.config().snapshot_dir.display()
         )));
     }
     let file_name = if name.ends_with(".eventlog") {
@@ -151,48 +201,50 @@ pub fn snapshot(stream: &Stream, name: &str) -> Result<PathBuf, Error> {
     } else {
         format!("{name}.eventlog")
     };
-    let path = stream.config.snapshot_dir.join(file_name);
-    if stream.snapshot_busy.swap(true, Ordering::AcqRel) {
+    let dir = &ctl.shared.config().snapshot_dir;
+    crate::config::ensure_snapshot_dir(dir, ctl.shared.config().snapshot_dir_is_default)?;
+    let path = dir.join(file_name);
+    if ctl.snapshot_busy.swap(true, Ordering::AcqRel) {
         return Err(Error::Failed(
             "snapshot: another snapshot is being written".into(),
         ));
     }
-    let result = write_snapshot(stream, &path);
-    stream.snapshot_busy.store(false, Ordering::Release);
+    let result = write_snapshot(ctl, &path);
+    ctl.snapshot_busy.store(false, Ordering::Release);
     if result.is_err() {
         let _ = std::fs::remove_file(&path);
     }
     result.map(|_| path)
 }
 
-fn write_snapshot(stream: &Stream, path: &std::path::Path) -> Result<(), Error> {
+fn write_snapshot(ctl: &Control, path: &std::path::Path) -> Result<(), Error> {
     let fail = |e: std::io::Error| Error::Failed(format!("snapshot {}: {e}", path.display()));
-    let (Some(raw), Some(header)) = (stream.header(), stream.parsed_header()) else {
+    let (Some(raw), Some(header)) = (ctl.shared.header(), ctl.shared.parsed_header()) else {
         return Err(Error::Failed(
             "snapshot: the RTS has not written the eventlog header yet".into(),
         ));
     };
+    // Owner only: a snapshot holds everything the program traced.
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
         .map_err(fail)?;
     file.write_all(&raw).map_err(fail)?;
-    let (mut at, end) = (stream.ring.oldest(), stream.ring.end());
+    let (mut at, end) = (ctl.shared.ring().oldest(), ctl.shared.ring().end());
     if at.block > 0 {
-        for block in stream
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replay(header)
-        {
+        for block in ctl.shared.state().replay(header) {
+            file.write_all(&block).map_err(fail)?;
+        }
+        for block in ctl.shared.thread_prefix(at) {
             file.write_all(&block).map_err(fail)?;
         }
     }
     let mut buf = Vec::new();
     while at.block < end.block {
         buf.clear();
-        match stream.ring.copy_block(&mut at, &mut buf) {
+        match ctl.shared.ring().copy_block(&mut at, &mut buf) {
             Copied::Block => file.write_all(&buf).map_err(fail)?,
             // Overwritten while we copied: carry on from the oldest held block.
             Copied::Evicted { .. } => {}
@@ -203,21 +255,22 @@ fn write_snapshot(stream: &Stream, path: &std::path::Path) -> Result<(), Error> 
     file.sync_all().map_err(fail)
 }
 
-fn status(stream: &Stream) -> String {
-    let caps = stream.caps;
-    let ring = stream.ring.counters();
-    let c = &stream.consumers;
+fn status(ctl: &Control) -> String {
+    let caps = ctl.rts.caps;
+    let ring = ctl.shared.ring().counters();
+    let c = ctl.shared.consumers();
     let (enabled, classes) = {
-        let c = stream.controls.lock().unwrap_or_else(|p| p.into_inner());
+        let c = ctl.controls();
         (c.enabled, c.classes)
     };
     let (state_entries, sticky, rts_id) = {
-        let s = stream.state.lock().unwrap_or_else(|p| p.into_inner());
+        let s = ctl.shared.state();
         (s.len(), s.sticky_count(), s.rts_identifier())
     };
-    let f = &stream.rts.flushes;
+    let (panics, caught) = crate::panic::caught();
+    let f = &ctl.rts.flushes;
     let flushes = f.count.load(Ordering::Relaxed);
-    let interval = stream.rts.interval_us.load(Ordering::Relaxed);
+    let interval = ctl.rts.interval_us.load(Ordering::Relaxed);
     let lines = [
         ("elstream", env!("CARGO_PKG_VERSION").to_string()),
         ("pid", std::process::id().to_string()),
@@ -234,6 +287,7 @@ fn status(stream: &Stream) -> String {
                 (false, false) => "stock".into(),
             },
         ),
+        ("rts-generation", caps.generation.name().into()),
         (
             "link",
             if caps.stop_world { "static" } else { "shared" }.into(),
@@ -252,6 +306,22 @@ fn status(stream: &Stream) -> String {
         ),
         ("flush-mechanism", caps.flush_mechanism().into()),
         ("sync-mechanism", caps.sync_mechanism().into()),
+        ("threads-mechanism", caps.threads_mechanism().into()),
+        (
+            "threads-replayed",
+            ctl.rts.threads_replayed.load(Ordering::Relaxed).to_string(),
+        ),
+        ("heap-census-mechanism", caps.heap_census_mechanism().into()),
+        ("heap-profile-mechanism", caps.heap_timer_mechanism().into()),
+        (
+            "gc-stats",
+            if crate::rts::gc_stats_collected() {
+                "collected"
+            } else {
+                "off"
+            }
+            .into(),
+        ),
         (
             "flush-interval",
             show_interval((interval > 0).then(|| Duration::from_micros(interval))),
@@ -265,8 +335,8 @@ fn status(stream: &Stream) -> String {
             "flush-pause-max-us",
             (f.max_ns.load(Ordering::Relaxed) / 1000).to_string(),
         ),
-        ("ring-capacity", stream.ring.capacity().to_string()),
-        ("ring-used", stream.ring.used().to_string()),
+        ("ring-capacity", ctl.shared.ring().capacity().to_string()),
+        ("ring-used", ctl.shared.ring().used().to_string()),
         ("blocks-written", ring.blocks_written.to_string()),
         ("bytes-written", ring.bytes_written.to_string()),
         ("blocks-evicted", ring.blocks_evicted.to_string()),
@@ -275,6 +345,10 @@ fn status(stream: &Stream) -> String {
         (
             "bytes-delivered",
             c.bytes_delivered.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "bytes-replayed",
+            c.bytes_replayed.load(Ordering::Relaxed).to_string(),
         ),
         (
             "consumer-blocks-dropped",
@@ -286,15 +360,21 @@ fn status(stream: &Stream) -> String {
         ),
         ("state-entries", state_entries.to_string()),
         ("sticky-messages", sticky.to_string()),
-        ("socket", stream.config.socket.display().to_string()),
+        ("socket", ctl.shared.config().socket.display().to_string()),
         (
             "control-socket",
-            stream.config.control_socket().display().to_string(),
+            ctl.shared.config().control_socket().display().to_string(),
         ),
         (
             "snapshot-dir",
-            stream.config.snapshot_dir.display().to_string(),
+            ctl.shared.config().snapshot_dir.display().to_string(),
         ),
     ];
-    lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    let mut text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    // Panics caught on the shim's threads (it kept going; see the log).
+    text += &format!("panics={panics}\n");
+    for line in caught {
+        text += &format!("panic={line}\n");
+    }
+    text
 }

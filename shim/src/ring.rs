@@ -7,13 +7,32 @@
 //!
 //! Positions are absolute block numbers (`u64`), so a consumer can tell that the
 //! block it wants was evicted and how much it missed.
+//!
+//! A push is reserve, copy, publish: under the lock a writer takes the next span
+//! of bytes (evicting as needed) and a block number; it copies its block into that
+//! span with the lock released, so writers never wait for each other's copy; then
+//! it takes the lock again to mark the block done. A reader likewise pins the
+//! block under the lock, copies a chunk of it outside, and unpins it. The lock is
+//! only ever held for bookkeeping, never for a copy, so a thread preempted while
+//! copying holds nobody up. The invariants:
+//!
+//! - Blocks are numbered in reservation order and sit back to back in the bytes.
+//! - Readers see only blocks below `published`: the longest run of done blocks
+//!   from the oldest one. A block done before an older one waits, unseen, for it.
+//! - Only blocks below `published` and not pinned by a reader are evicted. A
+//!   writer needing the room of a block still being copied into or out of waits
+//!   for that copy: only when the blocks in flight fill the ring (a ring smaller
+//!   than writers × block), or when a reader a whole ring behind is copying a
+//!   chunk of the oldest block.
+//! - So the bytes of a reserved, unpublished block are touched by its writer
+//!   alone, and the bytes of a pinned block are only read; writers never reserve
+//!   bytes a reader reads. The lock orders a writer's copy before any read of it.
+//! - A resize waits until no block is in flight or pinned, and holds new
+//!   reservations and pins back.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
-
-use ringbuf::storage::Heap;
-use ringbuf::traits::Observer;
-use ringbuf::LocalRb;
+use std::ptr::NonNull;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::error::Error;
 
@@ -22,6 +41,10 @@ use crate::error::Error;
 struct BlockSpan {
     start: u64,
     len: u32,
+    /// Its writer has finished copying.
+    done: bool,
+    /// Readers copying out of it now.
+    readers: u32,
 }
 
 /// Counters of everything that went through the ring.
@@ -33,15 +56,112 @@ pub struct RingCounters {
     pub bytes_evicted: u64,
 }
 
+/// The ring's bytes, addressed by absolute offset modulo the capacity. Raw, so a
+/// writer can fill its reserved span while readers copy other, published spans.
+#[derive(Clone, Copy)]
+struct Storage {
+    ptr: NonNull<u8>,
+    cap: usize,
+}
+
+/// The owner of a [`Storage`]'s allocation.
+struct Bytes(Storage);
+
+// SAFETY: which thread may touch which span of the storage is the ring's
+// protocol (see the module comment), not the type's.
+unsafe impl Send for Storage {}
+// SAFETY: as above.
+unsafe impl Sync for Storage {}
+
+impl Bytes {
+    fn new(cap: usize) -> Result<Bytes, Error> {
+        let mut v: Vec<u8> = Vec::new();
+        v.try_reserve_exact(cap)
+            .map_err(|_| Error::Config(format!("cannot allocate a ring of {cap} bytes")))?;
+        // Touch every page now, so the RTS's first writes do not pay page faults
+        // (not with zeros: malloc + memset 0 may become a lazy calloc).
+        // SAFETY: `cap` bytes were reserved; all are written before set_len.
+        unsafe {
+            std::ptr::write_bytes(v.as_mut_ptr(), 0xee, cap);
+            v.set_len(cap);
+        }
+        let raw = Box::into_raw(v.into_boxed_slice()) as *mut u8;
+        Ok(Bytes(Storage {
+            ptr: NonNull::new(raw).expect("Box::into_raw is never null"),
+            cap,
+        }))
+    }
+}
+
+impl Storage {
+    /// The one or two pieces of storage `[at, at + len)` maps to.
+    fn pieces(&self, at: u64, len: usize) -> [(usize, usize); 2] {
+        if len == 0 {
+            return [(0, 0); 2];
+        }
+        let off = (at % self.cap as u64) as usize;
+        let first = len.min(self.cap - off);
+        [(off, first), (0, len - first)]
+    }
+
+    /// Copies `src` to absolute offset `at`.
+    ///
+    /// # Safety
+    /// `src.len() <= cap`, and no other thread touches `[at, at + src.len())`
+    /// meanwhile (the caller's reserved span).
+    unsafe fn write(&self, at: u64, src: &[u8]) {
+        let mut done = 0;
+        for (off, n) in self.pieces(at, src.len()) {
+            // SAFETY: off + n <= cap (pieces); the span is the caller's alone.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr().add(done), self.ptr.as_ptr().add(off), n)
+            };
+            done += n;
+        }
+    }
+
+    /// Appends `[at, at + len)` to `out`.
+    ///
+    /// # Safety
+    /// `len <= cap`, and no thread writes that span meanwhile (a published block,
+    /// read under the ring's lock).
+    unsafe fn read(&self, at: u64, len: usize, out: &mut Vec<u8>) {
+        for (off, n) in self.pieces(at, len) {
+            // SAFETY: off + n <= cap; nobody writes these bytes meanwhile.
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(self.ptr.as_ptr().add(off), n)
+            });
+        }
+    }
+}
+
+impl Drop for Bytes {
+    fn drop(&mut self) {
+        let slice = std::ptr::slice_from_raw_parts_mut(self.0.ptr.as_ptr(), self.0.cap);
+        // SAFETY: made by Box::into_raw in `new`, freed once, here; no span is
+        // in flight (a resize waits for them, and the ring outlives its writers).
+        drop(unsafe { Box::from_raw(slice) });
+    }
+}
+
 struct Inner {
-    bytes: LocalRb<Heap<u8>>,
-    capacity: usize,
+    bytes: Bytes,
     spans: VecDeque<BlockSpan>,
     max_spans: usize,
     /// Absolute number of the oldest block still held (`spans[0]`).
     first_block: u64,
-    /// Absolute byte offset just past the newest block.
+    /// Blocks below this number are done and visible to readers.
+    published: u64,
+    /// Absolute byte offset just past the newest block reserved.
     end_byte: u64,
+    /// Blocks reserved and not yet published.
+    in_flight: usize,
+    /// Reader pins held now, over all blocks.
+    pinned: usize,
+    /// A resize is waiting for the blocks in flight: no new reservations.
+    resizing: bool,
+    /// Threads waiting on `Ring::room`.
+    waiting: usize,
     counters: RingCounters,
 }
 
@@ -67,51 +187,78 @@ pub enum Copied {
 
 pub struct Ring {
     inner: Mutex<Inner>,
+    /// Signalled when a block is published or a resize ends.
+    room: Condvar,
 }
 
-/// Bookkeeping per block is 16 bytes; bound it so that a flood of tiny blocks
+/// A span reserved for one block: its writer's alone until [`Ring::publish`].
+struct Reservation {
+    block: u64,
+    start: u64,
+    bytes: Storage,
+}
+
+/// Bookkeeping per block is 24 bytes; bound it so that a flood of tiny blocks
 /// (empty capability buffers after a flush) cannot grow it without limit.
 const SPANS_PER_MIB: usize = 1024;
 
 /// Bytes copied out per hold of the lock (a 2 MiB block takes 16 holds).
-const COPY_CHUNK: usize = 128 << 10;
+/// Small under Miri, so its tests can copy blocks of several chunks in time.
+const COPY_CHUNK: usize = if cfg!(miri) { 1 << 10 } else { 128 << 10 };
 
 impl Ring {
     pub fn new(capacity: usize) -> Result<Ring, Error> {
-        let (bytes, max_spans) = allocate(capacity)?;
         Ok(Ring {
             inner: Mutex::new(Inner {
-                bytes,
-                capacity,
-                spans: VecDeque::with_capacity(max_spans),
-                max_spans,
+                bytes: Bytes::new(capacity)?,
+                spans: VecDeque::with_capacity(max_spans(capacity)),
+                max_spans: max_spans(capacity),
                 first_block: 0,
+                published: 0,
                 end_byte: 0,
+                in_flight: 0,
+                pinned: 0,
+                resizing: false,
+                waiting: 0,
                 counters: RingCounters::default(),
             }),
+            room: Condvar::new(),
         })
     }
 
     /// Gives the ring a new size, keeping the newest blocks that fit (the
-    /// others count as evicted). Writers wait for the copy: an admin action.
+    /// others count as evicted). Waits for the blocks in flight; writers wait
+    /// for the copy: an admin action.
     pub fn resize(&self, capacity: usize) -> Result<(), Error> {
-        let (mut bytes, max_spans) = allocate(capacity)?;
-        let mut spans = VecDeque::with_capacity(max_spans);
+        let bytes = Bytes::new(capacity)?;
+        let max_spans = max_spans(capacity);
         let mut g = self.lock();
+        g = self.wait_while(g, |i| i.resizing);
+        g.resizing = true;
+        g = self.wait_while(g, |i| i.in_flight > 0 || i.pinned > 0);
         let inner = &mut *g;
-        while inner.spans.iter().map(|s| s.len as usize).sum::<usize>() > capacity
-            || inner.spans.len() > max_spans
+        while inner.end_byte - inner.start_byte() > capacity as u64 || inner.spans.len() > max_spans
         {
             inner.evict_oldest();
         }
-        let (a, b) = inner.bytes.as_slices();
-        bytes.push_slice(a);
-        bytes.push_slice(b);
-        spans.extend(inner.spans.iter().copied());
+        let (start, len) = (
+            inner.start_byte(),
+            (inner.end_byte - inner.start_byte()) as usize,
+        );
+        let mut held = Vec::with_capacity(len);
+        // SAFETY: nothing is in flight or pinned and the lock is held.
+        unsafe { inner.bytes.0.read(start, len, &mut held) };
+        // SAFETY: `bytes` is new and not shared yet; len <= capacity.
+        unsafe { bytes.0.write(start, &held) };
         inner.bytes = bytes;
-        inner.spans = spans;
-        inner.capacity = capacity;
+        inner.spans.shrink_to(max_spans);
+        inner
+            .spans
+            .reserve(max_spans.saturating_sub(inner.spans.len()));
         inner.max_spans = max_spans;
+        inner.resizing = false;
+        drop(g);
+        self.room.notify_all();
         Ok(())
     }
 
@@ -121,44 +268,120 @@ impl Ring {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn capacity(&self) -> usize {
-        self.lock().capacity
+    /// Waits for one notification on `room` (the caller loops on its condition).
+    fn wait<'a>(&self, mut g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        g.waiting += 1;
+        g = self.room.wait(g).unwrap_or_else(|p| p.into_inner());
+        g.waiting -= 1;
+        g
     }
 
-    /// Appends one whole block, evicting the oldest blocks as needed.
-    /// Returns false when the block alone is larger than the ring (it is dropped).
+    fn wait_while<'a>(
+        &self,
+        mut g: MutexGuard<'a, Inner>,
+        cond: impl Fn(&Inner) -> bool,
+    ) -> MutexGuard<'a, Inner> {
+        while cond(&g) {
+            g.waiting += 1;
+            g = self.room.wait(g).unwrap_or_else(|p| p.into_inner());
+            g.waiting -= 1;
+        }
+        g
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.lock().bytes.0.cap
+    }
+
+    /// Appends one whole block, evicting the oldest blocks as needed; the copy
+    /// runs outside the lock. Returns false when the block alone is larger
+    /// than the ring (it is dropped).
     pub fn push_block(&self, block: &[u8]) -> bool {
-        let mut g = self.lock();
-        let inner = &mut *g;
-        inner.counters.blocks_written += 1;
-        inner.counters.bytes_written += block.len() as u64;
-        if block.len() > inner.capacity || block.len() > u32::MAX as usize {
-            inner.counters.blocks_evicted += 1;
-            inner.counters.bytes_evicted += block.len() as u64;
+        let Some(r) = self.reserve(block.len()) else {
             return false;
-        }
-        while inner.bytes.vacant_len() < block.len() || inner.spans.len() >= inner.max_spans {
-            inner.evict_oldest();
-        }
-        let pushed = inner.bytes.push_slice(block);
-        debug_assert_eq!(pushed, block.len());
-        inner.spans.push_back(BlockSpan {
-            start: inner.end_byte,
-            len: block.len() as u32,
-        });
-        inner.end_byte += block.len() as u64;
+        };
+        // SAFETY: the reserved span is this writer's alone until published, and
+        // the storage outlives it (a resize waits for the blocks in flight).
+        unsafe { r.bytes.write(r.start, block) };
+        self.publish(r.block);
         true
     }
 
+    /// Takes the next span for a block of `len` bytes.
+    fn reserve(&self, len: usize) -> Option<Reservation> {
+        let mut g = self.lock();
+        g.counters.blocks_written += 1;
+        g.counters.bytes_written += len as u64;
+        if len > g.bytes.0.cap || len > u32::MAX as usize {
+            g.counters.blocks_evicted += 1;
+            g.counters.bytes_evicted += len as u64;
+            return None;
+        }
+        loop {
+            if g.resizing {
+                g = self.wait_while(g, |i| i.resizing);
+                continue;
+            }
+            let used = g.end_byte - g.start_byte();
+            if g.bytes.0.cap as u64 - used >= len as u64 && g.spans.len() < g.max_spans {
+                break;
+            }
+            if g.published > g.first_block && g.spans[0].readers == 0 {
+                g.evict_oldest();
+                continue;
+            }
+            // The oldest block is still being copied into or out of: wait for
+            // that copy (a publish or an unpin notifies).
+            g = self.wait(g);
+        }
+        let r = Reservation {
+            block: g.first_block + g.spans.len() as u64,
+            start: g.end_byte,
+            bytes: g.bytes.0,
+        };
+        g.spans.push_back(BlockSpan {
+            start: r.start,
+            len: len as u32,
+            done: false,
+            readers: 0,
+        });
+        g.end_byte += len as u64;
+        g.in_flight += 1;
+        Some(r)
+    }
+
+    /// Marks a reserved block done; readers see it once the older ones are.
+    fn publish(&self, block: u64) {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        // Never evicted: only published blocks are.
+        inner.spans[(block - inner.first_block) as usize].done = true;
+        inner.in_flight -= 1;
+        while inner
+            .spans
+            .get((inner.published - inner.first_block) as usize)
+            .is_some_and(|s| s.done)
+        {
+            inner.published += 1;
+        }
+        if inner.waiting > 0 {
+            drop(g);
+            self.room.notify_all();
+        }
+    }
+
     /// Copies the block at `at` onto the end of `out` and moves `at` on,
-    /// [`COPY_CHUNK`] bytes per hold of the lock so an RTS thread's push never
-    /// waits for a whole block's copy. A block evicted halfway through is
-    /// reported as evicted and `out` left as it was.
+    /// [`COPY_CHUNK`] bytes per pin, each chunk copied outside the lock. A block
+    /// evicted between chunks is reported as evicted and `out` left as it was.
     pub fn copy_block(&self, at: &mut Cursor, out: &mut Vec<u8>) -> Copied {
         let out_len = out.len();
         let mut done = 0usize;
+        let mut g = self.lock();
         loop {
-            let mut g = self.lock();
+            if g.resizing {
+                g = self.wait_while(g, |i| i.resizing);
+                continue;
+            }
             if at.block < g.first_block {
                 out.truncate(out_len);
                 let oldest = g.oldest();
@@ -169,23 +392,28 @@ impl Ring {
                 *at = oldest;
                 return missed;
             }
-            let idx = (at.block - g.first_block) as usize;
-            let Some(span) = g.spans.get(idx).copied() else {
+            if at.block >= g.published {
                 return Copied::Empty;
-            };
-            let start = (span.start - g.spans[0].start) as usize;
-            let from = start + done;
-            let to = (start + span.len as usize).min(from + COPY_CHUNK);
-            let (a, b) = g.bytes.as_slices();
-            if to <= a.len() {
-                out.extend_from_slice(&a[from..to]);
-            } else if from >= a.len() {
-                out.extend_from_slice(&b[from - a.len()..to - a.len()]);
-            } else {
-                out.extend_from_slice(&a[from..]);
-                out.extend_from_slice(&b[..to - a.len()]);
             }
-            done += to - from;
+            let idx = (at.block - g.first_block) as usize;
+            let span = g.spans[idx];
+            let n = (span.len as usize - done).min(COPY_CHUNK);
+            g.spans[idx].readers += 1;
+            g.pinned += 1;
+            let bytes = g.bytes.0;
+            drop(g);
+            // SAFETY: a published block, pinned: no writer reserves its bytes
+            // and a resize waits for the pin to go.
+            unsafe { bytes.read(span.start + done as u64, n, out) };
+            g = self.lock();
+            // Still held: a pinned block is never evicted.
+            let idx = (at.block - g.first_block) as usize;
+            g.spans[idx].readers -= 1;
+            g.pinned -= 1;
+            if g.waiting > 0 {
+                self.room.notify_all();
+            }
+            done += n;
             if done == span.len as usize {
                 *at = Cursor {
                     block: at.block + 1,
@@ -201,17 +429,20 @@ impl Ring {
         self.lock().oldest()
     }
 
-    /// Just past the newest block: where the next block written will be.
+    /// Just past the newest block published: where a reader starting now begins.
     pub fn end(&self) -> Cursor {
         let g = self.lock();
+        let idx = (g.published - g.first_block) as usize;
         Cursor {
-            block: g.first_block + g.spans.len() as u64,
-            byte: g.end_byte,
+            block: g.published,
+            byte: g.spans.get(idx).map_or(g.end_byte, |s| s.start),
         }
     }
 
+    /// Bytes held, blocks in flight included.
     pub fn used(&self) -> usize {
-        self.lock().bytes.occupied_len()
+        let g = self.lock();
+        (g.end_byte - g.start_byte()) as usize
     }
 
     pub fn counters(&self) -> RingCounters {
@@ -219,33 +450,33 @@ impl Ring {
     }
 }
 
-fn allocate(capacity: usize) -> Result<(LocalRb<Heap<u8>>, usize), Error> {
-    let mut bytes = LocalRb::<Heap<u8>>::try_new(capacity)
-        .map_err(|_| Error::Config(format!("cannot allocate a ring of {capacity} bytes")))?;
-    // Touch every page now, so the RTS's first writes do not pay page faults.
-    let zeros = [0u8; 64 * 1024];
-    while bytes.vacant_len() > 0 {
-        let n = bytes.vacant_len().min(zeros.len());
-        bytes.push_slice(&zeros[..n]);
-    }
-    bytes.clear();
-    Ok((bytes, (capacity / (1 << 20)).max(1) * SPANS_PER_MIB))
+fn max_spans(capacity: usize) -> usize {
+    (capacity / (1 << 20)).max(1) * SPANS_PER_MIB
 }
 
 impl Inner {
+    fn start_byte(&self) -> u64 {
+        self.spans.front().map_or(self.end_byte, |s| s.start)
+    }
+
     fn oldest(&self) -> Cursor {
         Cursor {
             block: self.first_block,
-            byte: self.spans.front().map_or(self.end_byte, |s| s.start),
+            byte: self.start_byte(),
         }
     }
 
+    /// Drops the oldest block; it must be published.
     fn evict_oldest(&mut self) {
+        debug_assert!(
+            self.published > self.first_block,
+            "evicting a block in flight"
+        );
+        debug_assert!(self.spans[0].readers == 0, "evicting a block being read");
         let span = self
             .spans
             .pop_front()
             .expect("ring has no room but holds no block");
-        self.bytes.skip(span.len as usize);
         self.first_block += 1;
         self.counters.blocks_evicted += 1;
         self.counters.bytes_evicted += span.len as u64;
@@ -363,7 +594,7 @@ mod tests {
 
     #[test]
     fn concurrent_writers_lose_nothing_when_it_fits() {
-        let ring = std::sync::Arc::new(Ring::new(1 << 20).unwrap());
+        let ring = std::sync::Arc::new(Ring::new(4096).unwrap());
         let threads: Vec<_> = (0..4u8)
             .map(|t| {
                 let ring = ring.clone();
@@ -392,12 +623,12 @@ mod tests {
 
     #[test]
     fn a_reader_copying_in_chunks_gets_whole_blocks_or_eviction_never_a_mix() {
-        // Blocks of 300 KiB (3 chunks) in a 1 MiB ring, pushed as fast as
+        // Blocks of 2⅓ chunks in a ring of 3½ blocks, pushed as fast as
         // possible while a reader copies: every block it gets is one block's
         // bytes, whole; the ones overwritten meanwhile come back as evicted.
-        const LEN: usize = 300 << 10;
+        const LEN: usize = COPY_CHUNK * 2 + COPY_CHUNK / 3;
         let n: u32 = if cfg!(miri) { 12 } else { 400 };
-        let ring = std::sync::Arc::new(Ring::new(1 << 20).unwrap());
+        let ring = std::sync::Arc::new(Ring::new(LEN * 7 / 2).unwrap());
         let writer = {
             let ring = ring.clone();
             std::thread::spawn(move || {
@@ -430,5 +661,189 @@ mod tests {
         }
         writer.join().unwrap();
         assert!(whole > 0, "{whole} whole, {evicted} evicted");
+    }
+
+    #[test]
+    fn a_push_does_not_wait_for_another_writers_copy() {
+        // Writer A has reserved block 0 and is (slowly) copying into it: writer
+        // B's whole push completes meanwhile, and readers see neither block
+        // until A publishes, then both, in order.
+        let ring = std::sync::Arc::new(Ring::new(4096).unwrap());
+        let a = ring.reserve(4).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b = {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                assert!(ring.push_block(b"BBBB"));
+                tx.send(()).unwrap();
+            })
+        };
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("B's push waited for A's copy");
+        b.join().unwrap();
+        let mut at = Cursor::default();
+        let mut out = Vec::new();
+        assert_eq!(ring.copy_block(&mut at, &mut out), Copied::Empty);
+        assert_eq!(ring.end(), Cursor::default(), "nothing published yet");
+        // SAFETY: the span is this test's reservation, not yet published.
+        unsafe { a.bytes.write(a.start, b"AAAA") };
+        ring.publish(a.block);
+        assert_eq!(ring.copy_block(&mut at, &mut out), Copied::Block);
+        assert_eq!(ring.copy_block(&mut at, &mut out), Copied::Block);
+        assert_eq!(out, b"AAAABBBB");
+        assert_eq!(ring.end(), Cursor { block: 2, byte: 8 });
+    }
+
+    #[test]
+    fn eviction_never_reclaims_a_block_being_copied_into() {
+        // Block 0 fills 60 of 100 bytes and is still in flight: a 60-byte push
+        // needs its room, so it waits for the publish instead of evicting it.
+        let ring = std::sync::Arc::new(Ring::new(100).unwrap());
+        let a = ring.reserve(60).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b = {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                assert!(ring.push_block(&[2; 60]));
+                tx.send(()).unwrap();
+            })
+        };
+        let wait = std::time::Duration::from_millis(if cfg!(miri) { 20 } else { 200 });
+        assert!(
+            rx.recv_timeout(wait).is_err(),
+            "B evicted a block in flight"
+        );
+        assert_eq!(ring.counters().blocks_evicted, 0);
+        // SAFETY: the span is this test's reservation, not yet published.
+        unsafe { a.bytes.write(a.start, &[1; 60]) };
+        ring.publish(a.block);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("B never got room after A's publish");
+        b.join().unwrap();
+        let c = ring.counters();
+        assert_eq!((c.blocks_written, c.blocks_evicted), (2, 1));
+        let (mut at, mut out) = (Cursor { block: 1, byte: 60 }, Vec::new());
+        assert_eq!(ring.copy_block(&mut at, &mut out), Copied::Block);
+        assert_eq!(out, [2; 60]);
+    }
+
+    #[test]
+    fn eviction_never_reclaims_a_block_being_read() {
+        // A reader a whole ring behind is copying a chunk of the oldest block
+        // (pinned, outside the lock): a push needing its room waits for the unpin.
+        let ring = std::sync::Arc::new(Ring::new(100).unwrap());
+        assert!(ring.push_block(&[1; 60]));
+        {
+            let mut g = ring.lock();
+            g.spans[0].readers += 1;
+            g.pinned += 1;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b = {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                assert!(ring.push_block(&[2; 60]));
+                tx.send(()).unwrap();
+            })
+        };
+        let wait = std::time::Duration::from_millis(if cfg!(miri) { 20 } else { 200 });
+        assert!(
+            rx.recv_timeout(wait).is_err(),
+            "B evicted a block being read"
+        );
+        {
+            let mut g = ring.lock();
+            g.spans[0].readers -= 1;
+            g.pinned -= 1;
+        }
+        ring.room.notify_all();
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("B never got room after the unpin");
+        b.join().unwrap();
+        assert_eq!(ring.counters().blocks_evicted, 1);
+    }
+
+    #[test]
+    fn concurrent_writers_readers_and_eviction_keep_blocks_whole_and_in_order() {
+        // 4 writers push blocks of varied lengths into a ring that holds only a
+        // few, 2 readers copy at their own pace and a resize happens midway:
+        // every block a reader gets is one writer's block, whole, and each
+        // writer's blocks arrive in the order it pushed them; what a reader
+        // misses is reported as evicted; the counters add up.
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let (writers, per_writer, unit) = if cfg!(miri) {
+            (3, 12, 40)
+        } else {
+            (4, 3000, 997)
+        };
+        let ring = Arc::new(Ring::new(unit * 24).unwrap());
+        let done = Arc::new(AtomicBool::new(false));
+        let content = move |w: u8, seq: u32| -> Vec<u8> {
+            let len = 5 + (seq as usize * 7 + w as usize * 13) % unit;
+            let mut b = vec![w; 5];
+            b[1..5].copy_from_slice(&seq.to_be_bytes());
+            b.extend((5..len).map(|k| (k as u32 ^ seq ^ (w as u32) << 3) as u8));
+            b
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (ring, done) = (ring.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut next = [0u32; 8];
+                    let (mut at, mut whole, mut missed) = (Cursor::default(), 0u64, 0u64);
+                    loop {
+                        let finished = done.load(Ordering::Acquire);
+                        let mut out = Vec::new();
+                        match ring.copy_block(&mut at, &mut out) {
+                            Copied::Block => {
+                                let w = out[0];
+                                let seq = u32::from_be_bytes(out[1..5].try_into().unwrap());
+                                assert_eq!(out, content(w, seq), "a torn or mixed block");
+                                assert!(
+                                    seq >= next[w as usize],
+                                    "writer {w}'s blocks out of order"
+                                );
+                                next[w as usize] = seq + 1;
+                                whole += 1;
+                            }
+                            Copied::Evicted { blocks, .. } => missed += blocks,
+                            Copied::Empty if finished => return (whole, missed, at),
+                            Copied::Empty => std::thread::yield_now(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let pushers: Vec<_> = (0..writers as u8)
+            .map(|w| {
+                let ring = ring.clone();
+                std::thread::spawn(move || {
+                    for seq in 0..per_writer {
+                        assert!(ring.push_block(&content(w, seq)));
+                        if seq == per_writer / 2 && w == 0 {
+                            ring.resize(unit * 16).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in pushers {
+            p.join().unwrap();
+        }
+        done.store(true, Ordering::Release);
+        let total = writers as u64 * per_writer as u64;
+        for r in readers {
+            let (whole, missed, at) = r.join().unwrap();
+            assert_eq!(whole + missed, total, "a reader lost count");
+            assert_eq!(at, ring.end());
+        }
+        let c = ring.counters();
+        assert_eq!(c.blocks_written, total);
+        assert_eq!(
+            ring.end().block - ring.oldest().block,
+            total - c.blocks_evicted
+        );
+        assert_eq!(ring.end().byte - ring.oldest().byte, ring.used() as u64);
     }
 }

@@ -6,8 +6,7 @@
 
 use std::ffi::c_void;
 
-use crate::ring::{Copied, Cursor};
-use crate::stream::Stream;
+use crate::ring::Cursor;
 
 /// The version of [`elstream_sink_vtable`] this shim speaks.
 pub const ELSTREAM_SINK_ABI_VERSION: u32 = 1;
@@ -30,15 +29,15 @@ pub struct elstream_sink_vtable {
     pub on_stop: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
 }
 
+/// One sink; the I/O thread serves it (`server.rs`).
 pub(crate) struct Sink {
     vt: elstream_sink_vtable,
     ctx: usize,
-    header_sent: bool,
-    at: Cursor,
+    /// The header went out (and, for a late sink, the replayed state).
+    pub(crate) header_sent: bool,
+    /// Next block to hand over.
+    pub(crate) at: Cursor,
 }
-
-/// Blocks handed to one sink per round, so one sink cannot starve the loop.
-const BLOCKS_PER_ROUND: usize = 16;
 
 impl Sink {
     pub(crate) fn new(vt: elstream_sink_vtable, ctx: *mut c_void) -> Sink {
@@ -54,46 +53,21 @@ impl Sink {
         self.ctx as *mut c_void
     }
 
-    /// Delivers what is available; true when more is waiting.
-    pub(crate) fn serve(&mut self, stream: &Stream, scratch: &mut Vec<u8>) -> bool {
-        let Some(raw) = stream.header() else {
-            return false;
-        };
-        if !self.header_sent {
-            self.header_sent = true;
-            self.at = stream.ring.oldest();
-            if let Some(f) = self.vt.on_header {
-                // SAFETY: the sink's own callback, with a pointer valid for the call.
-                unsafe { f(self.ctx(), raw.as_ptr(), raw.len()) };
-            }
-            if let Some(header) = stream.parsed_header().filter(|_| self.at.block > 0) {
-                let state = stream
-                    .state
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .replay(header);
-                for block in state {
-                    self.block(&block);
-                }
-            }
+    pub(crate) fn header(&self, bytes: &[u8]) {
+        if let Some(f) = self.vt.on_header {
+            // SAFETY: the sink's own callback, with a pointer valid for the call.
+            unsafe { f(self.ctx(), bytes.as_ptr(), bytes.len()) };
         }
-        for _ in 0..BLOCKS_PER_ROUND {
-            scratch.clear();
-            match stream.ring.copy_block(&mut self.at, scratch) {
-                Copied::Block => self.block(scratch),
-                Copied::Evicted { blocks, bytes } => {
-                    if let Some(f) = self.vt.on_drop {
-                        // SAFETY: the sink's own callback.
-                        unsafe { f(self.ctx(), blocks, bytes) };
-                    }
-                }
-                Copied::Empty => return false,
-            }
-        }
-        true
     }
 
-    fn block(&self, bytes: &[u8]) {
+    pub(crate) fn dropped(&self, blocks: u64, bytes: u64) {
+        if let Some(f) = self.vt.on_drop {
+            // SAFETY: the sink's own callback.
+            unsafe { f(self.ctx(), blocks, bytes) };
+        }
+    }
+
+    pub(crate) fn block(&self, bytes: &[u8]) {
         if let Some(f) = self.vt.on_block {
             // SAFETY: the sink's own callback, with a pointer valid for the call.
             unsafe { f(self.ctx(), bytes.as_ptr(), bytes.len()) };

@@ -108,7 +108,11 @@ fn a_consumer_stalled_for_30_s_resumes_with_a_parseable_log_and_a_drop_notice() 
     };
     std::thread::sleep(Duration::from_secs(30));
     let mut resumed = Vec::new();
-    stalled.read_to_end(&mut resumed).unwrap();
+    // A program that never ends must fail the test, not hold it for ever.
+    stalled.set_read_timeout(Some(LONG)).unwrap();
+    stalled
+        .read_to_end(&mut resumed)
+        .expect("the stalled consumer's stream did not end");
     let out = child.wait_timeout(LONG);
     assert!(out.status.success(), "{out:?}");
     let counts = testkit::parse_counts(&String::from_utf8_lossy(&out.stdout));
@@ -133,4 +137,94 @@ fn a_consumer_stalled_for_30_s_resumes_with_a_parseable_log_and_a_drop_notice() 
         "no drop notice after the stall"
     );
     assert!(r.user_messages.iter().any(|m| m == "STALL end"));
+}
+
+#[test]
+fn a_panic_on_the_shims_threads_is_caught_reported_and_streaming_goes_on() {
+    // With ELSTREAM_TEST_PANICS=1 the control lines `test-panic io` and
+    // `test-panic ctl` panic on the I/O thread and the control thread. The
+    // program keeps running, the consumer keeps streaming and is told
+    // in-band, `status` shows both, stderr says each once.
+    use elstream_format::control::{request, ControlDecoder, Status};
+    use std::io::Write;
+    let demo = example("Demo");
+    let dir = TempDir::new("shim-panic");
+    let sock = dir.join("p.sock");
+    let ctl_sock = dir.join("p.sock.ctl");
+    let child = ChildGuard::spawn(
+        Command::new(&demo)
+            .args(["40", "50", "2000", "--wait-consumers=1"])
+            .arg(format!("--stream=unix:{},flush=50ms", sock.display()))
+            .args(["+RTS", "-N2", "-RTS"])
+            .env("ELSTREAM_TEST_PANICS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    assert!(testkit::wait_for_path(&sock, LONG));
+    let reader = {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            s.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let ctl = |line: &str| {
+        let mut s = UnixStream::connect(&ctl_sock).unwrap();
+        s.set_read_timeout(Some(LONG)).unwrap();
+        s.write_all(&request(line)).unwrap();
+        let mut d = ControlDecoder::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(f) = d.next_frame().unwrap() {
+                return f;
+            }
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "no reply to {line}");
+            d.push(&buf[..n]);
+        }
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // The I/O thread panics before it can answer: send and hang up.
+    UnixStream::connect(&ctl_sock)
+        .unwrap()
+        .write_all(&request("test-panic io"))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = ctl("test-panic ctl");
+    assert_eq!(r.status, Status::Failed, "{}", r.text);
+    assert!(
+        r.text.contains("test panic on the control thread"),
+        "{}",
+        r.text
+    );
+    let status = ctl("status").text;
+    assert!(status.contains("panics=2\n"), "{status}");
+    assert!(
+        status.contains("panic=elstream-io: test panic on the I/O thread at "),
+        "{status}"
+    );
+    assert!(status.contains("panic=elstream-ctl: test panic on the control thread"));
+    let out = child.wait_timeout(LONG);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for text in [
+        "test panic on the I/O thread",
+        "test panic on the control thread",
+    ] {
+        assert_eq!(stderr.matches(text).count(), 1, "{text} in {stderr}");
+    }
+    let counts = testkit::parse_counts(&String::from_utf8_lossy(&out.stdout));
+    let c = check_bytes(&reader.join().unwrap());
+    c.assert_ok();
+    let notices: Vec<_> = c
+        .user_messages
+        .iter()
+        .filter(|m| m.starts_with("elstream: internal error (panic) on "))
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices[0].contains("elstream-io: test panic on the I/O thread"));
+    // Every event of the program still arrived, after the panics too.
+    let own = c.user_messages.len() - notices.len();
+    assert_eq!(own as u64, counts["user-events"]);
 }

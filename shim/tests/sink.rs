@@ -38,8 +38,7 @@ fn a_c_sink_sees_every_block_and_event() {
     let stats = parse_counts(&text);
     let last = text
         .lines()
-        .filter(|l| l.starts_with("count_sink final"))
-        .last()
+        .rfind(|l| l.starts_with("count_sink final"))
         .expect("no final line");
     let field = |name: &str| -> u64 {
         let rest = &last[last

@@ -1,9 +1,12 @@
 -- | forkProcess while streaming: the child posts events and exits; the
--- parent keeps streaming. Prints "child-exit <status>" and "done".
+-- parent keeps streaming. Prints "child-exit <status>" and "done". Waits for
+-- one consumer first: a consumer still in the listener's backlog when the
+-- program ends is reset by the kernel.
 --
 -- > Fork CONFIG
 module Main (main) where
 
+import Control.Concurrent (threadDelay)
 import Control.Monad
 import Debug.Trace (traceEventIO)
 import GHC.Eventlog.Stream
@@ -16,6 +19,10 @@ main = do
   [cfg] <- getArgs
   hSetBuffering stdout LineBuffering
   startWith cfg
+  let waitConsumer = do
+        s <- stats
+        when (consumers s < 1) (threadDelay 10000 >> waitConsumer)
+  waitConsumer
   traceEventIO "parent before"
   pid <- forkProcess $ do
     replicateM_ 100 (traceEventIO "child event")

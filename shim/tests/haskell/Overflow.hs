@@ -41,6 +41,7 @@ main = do
     , ("bytes-delivered", bytesDelivered s)
     , ("consumer-blocks-dropped", consumerBlocksDropped s)
     , ("consumer-bytes-dropped", consumerBytesDropped s)
+    , ("bytes-replayed", bytesReplayed s)
     , ("ring-capacity", ringCapacity s) ]
     $ \(k, v) -> putStrLn (k ++ " " ++ show v)
   status <- lines <$> readFile "/proc/self/status"

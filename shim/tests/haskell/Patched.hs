@@ -26,7 +26,9 @@ main = do
   flush
   setClasses "-s"
   replicateM_ 10 (traceEventIO "patched user" >> threadDelay 1000)
-  setClasses "+s"
+  setClasses "-u"
+  replicateM_ 5 (traceEventIO "hidden user" >> threadDelay 1000)
+  setClasses "+su"
   sync
   traceMarkerIO "patched end"
   control "status" >>= putStr

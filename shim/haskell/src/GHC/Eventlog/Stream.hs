@@ -23,6 +23,9 @@ module GHC.Eventlog.Stream
   , snapshot
   , stickyMessage
   , control
+    -- * User spans and markers (shown by @elstream ui@)
+  , withSpan
+  , marker
     -- * In-process sinks
   , Sink (..)
   , addSink
@@ -34,7 +37,8 @@ module GHC.Eventlog.Stream
   ) where
 
 import Control.Concurrent (rtsSupportsBoundThreads, runInBoundThread)
-import Control.Exception (Exception, bracket_, throwIO)
+import Control.Exception (Exception, bracket_, finally, throwIO)
+import Debug.Trace (traceEventIO, traceMarkerIO)
 import Data.Word (Word32, Word64)
 import Foreign.C.String (CString, peekCString, withCString)
 import Foreign.C.Types (CInt (..), CSize (..))
@@ -148,6 +152,20 @@ stop = checked "elstream_stop" c_elstream_stop
 withEventlogStream :: String -> IO a -> IO a
 withEventlogStream config = bracket_ (startWith config) stop
 
+-- | Runs an action as a user span: posts @START name@ before it and
+-- @STOP name@ after it, also when it throws (the ghc-events-analyze
+-- convention; @elstream ui@ pairs them per thread and tables them by name,
+-- numeric words dropped, so @withSpan ("request " ++ show n)@ is @request@).
+-- Needs the user class (@u@) on to be seen; costs nothing measurable when off.
+withSpan :: String -> IO a -> IO a
+withSpan name act = do
+  traceEventIO ("START " ++ name)
+  act `finally` traceEventIO ("STOP " ++ name)
+
+-- | Posts a marker (a vertical line across every view of @elstream ui@).
+marker :: String -> IO ()
+marker = traceMarkerIO
+
 -- | The shim's counters (the C struct @elstream_stats@).
 data Stats = Stats
   { ringCapacity          :: !Word64 -- ^ size of the ring, bytes
@@ -160,20 +178,21 @@ data Stats = Stats
   , bytesDelivered        :: !Word64 -- ^ bytes sent, all consumers together
   , consumerBlocksDropped :: !Word64 -- ^ blocks consumers missed (fell behind)
   , consumerBytesDropped  :: !Word64
+  , bytesReplayed         :: !Word64 -- ^ bytes the shim made for readers (replays)
   } deriving (Eq, Show)
 
--- | Ten consecutive @uint64_t@: no padding.
+-- | Eleven consecutive @uint64_t@: no padding.
 instance Storable Stats where
-  sizeOf _ = 10 * 8
+  sizeOf _ = 11 * 8
   alignment _ = alignment (0 :: Word64)
   peek p = Stats <$> f 0 <*> f 1 <*> f 2 <*> f 3 <*> f 4
-                 <*> f 5 <*> f 6 <*> f 7 <*> f 8 <*> f 9
+                 <*> f 5 <*> f 6 <*> f 7 <*> f 8 <*> f 9 <*> f 10
     where f i = peekByteOff p (i * 8)
   poke p s = mapM_ (\(i, v) -> pokeByteOff p (i * 8) v) (zip [0 :: Int ..] fields)
     where
       fields = [ ringCapacity s, ringUsed s, blocksWritten s, bytesWritten s
                , blocksEvicted s, bytesEvicted s, consumers s, bytesDelivered s
-               , consumerBlocksDropped s, consumerBytesDropped s ]
+               , consumerBlocksDropped s, consumerBytesDropped s, bytesReplayed s ]
 
 -- | The current counters. Throws 'ElstreamError' when not started.
 stats :: IO Stats
