@@ -2,58 +2,59 @@
 //! `<socket>.ctl`) or to a proxy's control relay, and prints the replies.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use elstream_format::control::{request, ControlDecoder, ControlFrame, Status};
 use elstream_format::Endpoint;
 
+use crate::connect::{connect, Connection};
 use crate::error::{Error, Result};
 
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
+/// `elstream ctl`'s options.
+#[derive(clap::Args)]
+pub struct CtlOpts {
+    /// The shim's control socket: unix:PATH, normally the stream socket + `.ctl`;
+    /// or a proxy's control relay (--control-listen): unix:PATH or tcp://HOST:PORT.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub to: Endpoint,
+    /// Send `auth TOKEN` first, the token read from FILE (needed for a
+    /// proxy's TCP control relay; the file must be chmod 600).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// How long to wait for each reply.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::units::parse_duration)]
+    pub timeout: Duration,
+    /// One or more command lines, each one argument (quote them).
+    #[arg(required = true, value_name = "COMMAND")]
+    pub commands: Vec<String>,
+}
 
 /// Runs each command in order on one connection (after `auth` when a token
 /// file is given); exit code 0 when all succeeded, 1 when one was refused
 /// (its message goes to stderr).
-pub fn ctl(
-    to: &Endpoint,
-    token_file: Option<&Path>,
-    commands: &[String],
-    timeout: Duration,
-) -> Result<i32> {
+pub fn ctl(opts: &CtlOpts) -> Result<i32> {
+    let (to, token_file, commands, timeout) = (
+        &opts.to,
+        opts.token_file.as_deref(),
+        &opts.commands[..],
+        opts.timeout,
+    );
     // Read (and mode-checked) before connecting: a bad file is a usage error.
     let token = token_file.map(crate::relay::load_token).transpose()?;
-    let mut conn: Box<dyn Stream> = match to {
-        Endpoint::Unix(path) => {
-            let s = UnixStream::connect(path)
-                .map_err(|e| Error::io(format!("connect {}", path.display()), e))?;
-            s.set_read_timeout(Some(timeout))
-                .map_err(|e| Error::io("socket", e))?;
-            Box::new(s)
-        }
-        Endpoint::Tcp(hp) => {
-            let s = TcpStream::connect(hp.as_str())
-                .map_err(|e| Error::io(format!("connect {hp}"), e))?;
-            s.set_read_timeout(Some(timeout))
-                .map_err(|e| Error::io("socket", e))?;
-            let _ = s.set_nodelay(true);
-            Box::new(s)
-        }
-        other => {
-            let msg = format!(
-                "ctl talks to a shim's control socket (unix:PATH, normally the stream \
-                 socket + .ctl) or a proxy's control relay (unix:PATH or tcp://HOST:PORT), \
-                 not {other}"
-            );
-            return Err(Error::Usage(msg));
-        }
+    let Some(conn) = connect(to) else {
+        return Err(Error::Usage(format!(
+            "ctl talks to a shim's control socket (unix:PATH, normally the stream \
+             socket + .ctl) or a proxy's control relay (unix:PATH or tcp://HOST:PORT), \
+             not {to}"
+        )));
     };
+    let mut conn = conn.map_err(|e| Error::io(format!("cannot connect to {to}"), e))?;
+    conn.set_read_timeout(Some(timeout))
+        .map_err(|e| Error::io("socket", e))?;
     let mut decoder = ControlDecoder::new();
     if let Some(token) = token {
-        let r = exchange(&mut *conn, &mut decoder, to, &format!("auth {token}"))?;
+        let r = exchange(&mut conn, &mut decoder, to, &format!("auth {token}"))?;
         if r.status != Status::Ok {
             eprintln!("elstream ctl: auth: {:?}: {}", r.status, r.text);
             return Ok(1);
@@ -61,7 +62,7 @@ pub fn ctl(
     }
     let mut failed = false;
     for command in commands {
-        let reply = exchange(&mut *conn, &mut decoder, to, command)?;
+        let reply = exchange(&mut conn, &mut decoder, to, command)?;
         if reply.status == Status::Ok {
             println!("{}", reply.text.trim_end());
         } else {
@@ -84,7 +85,7 @@ pub fn ctl(
 
 /// Sends one command line and waits for its reply.
 fn exchange(
-    conn: &mut dyn Stream,
+    conn: &mut Connection,
     decoder: &mut ControlDecoder,
     to: &Endpoint,
     command: &str,

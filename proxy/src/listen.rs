@@ -1,10 +1,9 @@
 //! Listening sockets for subscribers (and the stats socket). TCP binds where
-//! told (the CLI defaults to 127.0.0.1); UNIX sockets are created 0600 and
-//! removed on exit.
+//! told (the CLI defaults to 127.0.0.1); UNIX sockets are created 0600
+//! (without touching the umask) and removed on exit.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use elstream_format::{ClassSet, Endpoint};
@@ -14,10 +13,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::error::{Error, Result};
 use crate::subscriber::Conn;
 
-/// A `--listen` argument: where, and which event classes its subscribers get
+/// A `--listen` argument: which session (`NAME=` before the endpoint; none =
+/// the only one), where, and which event classes its subscribers get
 /// (`?classes=gu` after the endpoint; none = everything).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenSpec {
+    pub session: Option<String>,
     pub endpoint: Endpoint,
     pub classes: Option<ClassSet>,
 }
@@ -48,8 +49,41 @@ impl ListenSpec {
     }
 }
 
+impl ListenSpec {
+    /// A `--listen` argument (clap value parser).
+    pub fn parse_arg(s: &str) -> std::result::Result<ListenSpec, String> {
+        let (session, rest) = elstream_format::sources::split_name(s)?;
+        let (base, classes) = ListenSpec::split(rest)?;
+        Ok(ListenSpec {
+            session: session.map(str::to_string),
+            endpoint: parse_listen(base)?,
+            classes,
+        })
+    }
+}
+
+/// Where to listen: tcp://HOST:PORT, a bare PORT (= tcp://127.0.0.1:PORT) or unix:PATH.
+pub fn parse_listen(s: &str) -> std::result::Result<Endpoint, String> {
+    let port = s.strip_prefix(':').unwrap_or(s);
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        return format!("tcp://127.0.0.1:{port}")
+            .parse()
+            .map_err(|e: elstream_format::endpoint::EndpointError| e.to_string());
+    }
+    match s.parse::<Endpoint>() {
+        Ok(ep @ (Endpoint::Tcp(_) | Endpoint::Unix(_))) => Ok(ep),
+        Ok(other) => Err(format!(
+            "cannot listen on {other}: expected tcp://HOST:PORT, PORT or unix:PATH"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl std::fmt::Display for ListenSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(n) = &self.session {
+            write!(f, "{n}=")?;
+        }
         match self.classes {
             Some(c) => write!(f, "{}?classes={c}", self.endpoint),
             None => write!(f, "{}", self.endpoint),
@@ -88,36 +122,14 @@ fn bind_tcp(endpoint: &Endpoint, hp: &str) -> Result<TcpListener> {
     Ok(TcpListener::from_std(sock.into()))
 }
 
+/// Bound inside a private directory and renamed into place (see
+/// `elstream_unixsock`): 0600 from the start, and the process umask, shared
+/// with the proxy's other threads, is left alone.
 fn bind_unix(endpoint: &Endpoint, path: &Path) -> Result<UnixListener> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            // A live socket is in use; a dead one is left over from a crash.
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(listen_err(
-                    endpoint,
-                    io::Error::new(io::ErrorKind::AddrInUse, "socket in use by another process"),
-                ));
-            }
-            std::fs::remove_file(path).map_err(|e| listen_err(endpoint, e))?;
-        }
-        Ok(_) => {
-            return Err(listen_err(
-                endpoint,
-                io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "path exists and is not a socket",
-                ),
-            ))
-        }
-        Err(_) => {}
-    }
-    // SAFETY: umask(2) only swaps the process's mask; we restore it at once.
-    // The socket file is created 0600 (no window with wider permissions).
-    let old = unsafe { libc::umask(0o177) };
-    let r = UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
-    r.map_err(|e| listen_err(endpoint, e))
+    let listener = elstream_unixsock::bind_private(path)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| listen_err(endpoint, e))?;
+    Ok(UnixListener::from_std(listener))
 }
 
 impl Listener {
@@ -168,5 +180,41 @@ impl Drop for Listener {
         if let Listener::Unix(_, p) = self {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn unix_listeners_leave_the_umask_alone_and_are_private() {
+        // Another thread of the proxy watches the process umask while UNIX
+        // listeners are bound: it must never change.
+        let dir = tempfile::tempdir().unwrap();
+        let watch = elstream_unixsock::UmaskWatch::start();
+        for i in 0..300 {
+            let path = dir.path().join(format!("l{i}.sock"));
+            let listener = Listener::bind(&Endpoint::Unix(path.clone())).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+            drop(listener);
+            assert!(!path.exists(), "removed when the listener goes");
+        }
+        watch.stop().unwrap();
+        // Nothing left behind (no staging directories).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A live socket is refused, a stale one replaced, a file kept.
+        let path = dir.path().join("s.sock");
+        let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(Listener::bind(&Endpoint::Unix(path.clone())).is_err());
+        drop(live);
+        assert!(path.exists(), "a stale socket is left");
+        drop(Listener::bind(&Endpoint::Unix(path.clone())).unwrap());
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(Listener::bind(&Endpoint::Unix(file.clone())).is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"x");
     }
 }

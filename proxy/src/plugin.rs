@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 
-use crate::sink::Sink;
+use crate::consumer::Consumer;
 
 pub const ABI_VERSION: u32 = 1;
 pub const SYMBOL: &[u8] = b"elstream_plugin_v1";
@@ -141,7 +141,7 @@ impl Plugin {
     }
 }
 
-impl Sink for Plugin {
+impl Consumer for Plugin {
     fn name(&self) -> String {
         format!("plugin {}", self.name)
     }

@@ -3,22 +3,44 @@
 //! blocks, data end), keeps at most N files or B bytes of them, and on a full
 //! disk stops recording (saying so) while the proxy keeps serving.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use elstream_format::eventlog::{user_message_block, Header, DATA_END};
 use elstream_format::state::StateCache;
 
-use crate::sink::Sink;
+use crate::consumer::Consumer;
 
-#[derive(Clone, Debug)]
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct RecordOpts {
-    pub dir: PathBuf,
+    /// Record the stream into DIR: self-contained eventlog files (header, state
+    /// replay, blocks, data end), rotated by --record-max-bytes/--record-max-age.
+    /// A full disk stops recording (logged); serving goes on.
+    #[arg(
+        long = "record",
+        value_name = "DIR",
+        help_heading = "Plugins and recording"
+    )]
+    pub dir: Option<PathBuf>,
+    /// Start a new recording file before one would exceed this size (default: never).
+    #[arg(long = "record-max-bytes", value_name = "SIZE", value_parser = crate::units::parse_size_u64, help_heading = "Plugins and recording")]
     pub max_bytes: Option<u64>,
+    /// Start a new recording file when the current one is this old (default: never).
+    #[arg(long = "record-max-age", value_name = "DURATION", value_parser = crate::units::parse_duration, help_heading = "Plugins and recording")]
     pub max_age: Option<Duration>,
+    /// Keep at most this many recording files, oldest removed first (default: all).
+    #[arg(
+        long = "record-keep-files",
+        value_name = "N",
+        help_heading = "Plugins and recording"
+    )]
     pub keep_files: Option<usize>,
+    /// Keep at most this many bytes of recording files, oldest removed first
+    /// (default: all).
+    #[arg(long = "record-keep-bytes", value_name = "SIZE", value_parser = crate::units::parse_size_u64, help_heading = "Plugins and recording")]
     pub keep_bytes: Option<u64>,
 }
 
@@ -37,6 +59,7 @@ struct Open {
 }
 
 pub struct Recorder {
+    dir: PathBuf,
     opts: RecordOpts,
     header: Option<(Vec<u8>, Header)>,
     state: StateCache,
@@ -45,9 +68,14 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(opts: RecordOpts) -> std::io::Result<Recorder> {
-        fs::create_dir_all(&opts.dir)?;
+    pub fn new(dir: PathBuf, opts: RecordOpts) -> std::io::Result<Recorder> {
+        // Recordings hold everything the program traced: owner only.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
         Ok(Recorder {
+            dir,
             opts,
             header: None,
             state: StateCache::new(),
@@ -66,10 +94,15 @@ impl Recorder {
             .unwrap_or(0);
         self.files += 1;
         let path = self
-            .opts
             .dir
             .join(format!("{PREFIX}{ms:013}-{:06}{SUFFIX}", self.files));
-        let file = File::create(&path).map_err(|e| full_or(&path, "cannot create", &e))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| full_or(&path, "cannot create", &e))?;
         let mut open = Open {
             file,
             path,
@@ -80,6 +113,12 @@ impl Recorder {
         };
         let mut first = raw.clone();
         for b in self.state.replay(header) {
+            first.extend_from_slice(&b);
+        }
+        // The file's blocks are still to come: the threads live now, and what
+        // each capability runs, so the file is readable on its own.
+        let threads = elstream_format::threads::WindowScan::new();
+        for b in threads.prefix(header, &self.state.threads, self.state.last_time) {
             first.extend_from_slice(&b);
         }
         if let Err(e) = write(&mut open, &first) {
@@ -152,7 +191,7 @@ impl Recorder {
         if self.opts.keep_files.is_none() && self.opts.keep_bytes.is_none() {
             return;
         }
-        let Ok(rd) = fs::read_dir(&self.opts.dir) else {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
             return;
         };
         let mut files: Vec<(String, u64)> = rd
@@ -177,7 +216,7 @@ impl Recorder {
             if !(over_count || over_bytes) || Some(&name) == current.as_ref() {
                 break;
             }
-            let p = self.opts.dir.join(&name);
+            let p = self.dir.join(&name);
             match fs::remove_file(&p) {
                 Ok(()) => tracing::info!(file = %p.display(), "recording removed (retention)"),
                 Err(e) => tracing::warn!(file = %p.display(), "cannot remove old recording: {e}"),
@@ -224,9 +263,9 @@ fn repair(open: &mut Open) {
     tracing::warn!(file = %open.path.display(), "cannot end the recording with a data end");
 }
 
-impl Sink for Recorder {
+impl Consumer for Recorder {
     fn name(&self) -> String {
-        format!("recorder {}", self.opts.dir.display())
+        format!("recorder {}", self.dir.display())
     }
 
     fn on_header(&mut self, raw: &[u8]) -> Result<(), String> {
@@ -285,5 +324,41 @@ impl Sink for Recorder {
         if let Err(e) = self.close_file() {
             tracing::error!("{e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn recordings_and_their_directory_are_private() {
+        let base = std::env::temp_dir().join(format!("elstream-rec-{}", std::process::id()));
+        let dir = base.join("new/rec");
+        let mut rec = Recorder::new(
+            dir.clone(),
+            RecordOpts {
+                dir: Some(dir.clone()),
+                max_bytes: None,
+                max_age: None,
+                keep_files: None,
+                keep_bytes: None,
+            },
+        )
+        .unwrap();
+        // The smallest header there is: no event types.
+        rec.on_header(b"hdrbhetbhetehdredatb").unwrap();
+        rec.finish();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&base.join("new")), 0o700);
+        assert_eq!(mode(&dir), 0o700);
+        let files: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(mode(&files[0]), 0o600, "{}", files[0].display());
+        fs::remove_dir_all(&base).unwrap();
     }
 }

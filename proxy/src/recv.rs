@@ -3,8 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
-use std::os::unix::net::UnixStream;
+use std::net::{ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,18 +14,63 @@ use elstream_format::udp::{FrameKind, Reassembled, Reassembler};
 use elstream_format::Endpoint;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::connect::{connect, Connection};
 use crate::error::{Error, Result};
 
+/// `elstream recv`'s options.
+#[derive(clap::Args)]
 pub struct RecvOpts {
+    /// tcp://HOST:PORT or unix:PATH (connect to a proxy), udp://HOST:PORT (bind
+    /// and receive datagrams).
+    #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
-    /// `-` for stdout.
+    /// Output file, or - for stdout (one session only).
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
     pub output: PathBuf,
-    /// Stop after this many sessions (None = no limit).
-    pub sessions: Option<u64>,
-    /// Stop when nothing arrived for this long.
+    /// Stop after this many sessions, or `all` (default: 1 for stdout, all for files).
+    #[arg(long, value_name = "N|all", value_parser = parse_sessions)]
+    pub sessions: Option<Sessions>,
+    /// Stop when nothing arrived for this long (default: never).
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
     pub idle_timeout: Option<Duration>,
-    /// How long to keep trying to connect.
+    /// Keep trying to connect for this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::units::parse_duration)]
     pub retry: Duration,
+    /// UDP: once the socket is bound, write `recv udp://ADDR` to FILE (with
+    /// udp://127.0.0.1:0 the system picks a free port).
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// `--sessions`: a count, or all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sessions {
+    Count(u64),
+    All,
+}
+
+fn parse_sessions(s: &str) -> std::result::Result<Sessions, String> {
+    match s {
+        "all" | "none" => Ok(Sessions::All),
+        // 0 meant "no limit" before `all`; still taken that way.
+        "0" => Ok(Sessions::All),
+        _ => s
+            .parse()
+            .map(Sessions::Count)
+            .map_err(|_| format!("bad session count {s:?} (expected a number or `all`)")),
+    }
+}
+
+impl RecvOpts {
+    /// The session limit (None = no limit).
+    fn limit(&self) -> Option<u64> {
+        match self.sessions {
+            Some(Sessions::Count(n)) => Some(n),
+            Some(Sessions::All) => None,
+            None if self.output.as_os_str() == "-" => Some(1),
+            None => None,
+        }
+    }
 }
 
 /// Name of session `n` (1-based): `out.eventlog`, then `out.2.eventlog`, ...
@@ -57,7 +101,7 @@ struct Totals {
 }
 
 /// Writes sessions to files (or stdout).
-struct Sink {
+struct SessionFiles {
     base: PathBuf,
     out: Option<BufWriter<Box<dyn Write>>>,
     header: Option<Header>,
@@ -66,9 +110,9 @@ struct Sink {
     totals: Totals,
 }
 
-impl Sink {
-    fn new(base: PathBuf) -> Sink {
-        Sink {
+impl SessionFiles {
+    fn new(base: PathBuf) -> SessionFiles {
+        SessionFiles {
             base,
             out: None,
             header: None,
@@ -180,8 +224,8 @@ impl Sink {
 }
 
 pub fn recv(opts: RecvOpts) -> Result<i32> {
-    let mut sink = Sink::new(opts.output.clone());
-    let limit = opts.sessions;
+    let mut sink = SessionFiles::new(opts.output.clone());
+    let limit = opts.limit();
     let r = match &opts.endpoint {
         Endpoint::Udp(hp) => recv_udp(hp, &opts, &mut sink, limit),
         Endpoint::Tcp(_) | Endpoint::Unix(_) => recv_stream(&opts, &mut sink, limit),
@@ -208,29 +252,12 @@ pub fn recv(opts: RecvOpts) -> Result<i32> {
     r.map(|_| 0)
 }
 
-enum StreamConn {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Read for StreamConn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            StreamConn::Tcp(s) => s.read(buf),
-            StreamConn::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-fn connect(ep: &Endpoint, retry: Duration) -> Result<StreamConn> {
+/// Connects, retrying for up to `retry`.
+fn connect_retry(ep: &Endpoint, retry: Duration) -> Result<Connection> {
     let deadline = Instant::now() + retry;
     let mut delay = Duration::from_millis(20);
     loop {
-        let r = match ep {
-            Endpoint::Tcp(hp) => TcpStream::connect(hp.as_str()).map(StreamConn::Tcp),
-            Endpoint::Unix(p) => UnixStream::connect(p).map(StreamConn::Unix),
-            _ => unreachable!("checked by the caller"),
-        };
+        let r = connect(ep).expect("checked by the caller");
         match r {
             Ok(c) => return Ok(c),
             Err(e) if Instant::now() >= deadline => {
@@ -244,14 +271,14 @@ fn connect(ep: &Endpoint, retry: Duration) -> Result<StreamConn> {
     }
 }
 
-fn done(sink: &Sink, limit: Option<u64>) -> bool {
+fn done(sink: &SessionFiles, limit: Option<u64>) -> bool {
     limit.is_some_and(|l| sink.sessions() >= l)
 }
 
-fn recv_stream(opts: &RecvOpts, sink: &mut Sink, limit: Option<u64>) -> Result<()> {
+fn recv_stream(opts: &RecvOpts, sink: &mut SessionFiles, limit: Option<u64>) -> Result<()> {
     let mut buf = vec![0u8; 256 << 10];
     loop {
-        let mut conn = match connect(&opts.endpoint, opts.retry) {
+        let mut conn = match connect_retry(&opts.endpoint, opts.retry) {
             Ok(c) => c,
             // The proxy went away after serving sessions: done.
             Err(e) if sink.sessions() > 0 => {
@@ -261,11 +288,8 @@ fn recv_stream(opts: &RecvOpts, sink: &mut Sink, limit: Option<u64>) -> Result<(
             Err(e) => return Err(e),
         };
         let timeout = opts.idle_timeout;
-        match &conn {
-            StreamConn::Tcp(s) => s.set_read_timeout(timeout),
-            StreamConn::Unix(s) => s.set_read_timeout(timeout),
-        }
-        .map_err(|e| Error::io("socket", e))?;
+        conn.set_read_timeout(timeout)
+            .map_err(|e| Error::io("socket", e))?;
         let mut dec = StreamDecoder::new();
         loop {
             let n = match conn.read(&mut buf) {
@@ -320,7 +344,7 @@ fn recv_stream(opts: &RecvOpts, sink: &mut Sink, limit: Option<u64>) -> Result<(
     }
 }
 
-fn recv_udp(hp: &str, opts: &RecvOpts, sink: &mut Sink, limit: Option<u64>) -> Result<()> {
+fn recv_udp(hp: &str, opts: &RecvOpts, sink: &mut SessionFiles, limit: Option<u64>) -> Result<()> {
     let ep = opts.endpoint.to_string();
     let addr = hp
         .to_socket_addrs()
@@ -336,6 +360,10 @@ fn recv_udp(hp: &str, opts: &RecvOpts, sink: &mut Sink, limit: Option<u64>) -> R
     let _ = sock.set_recv_buffer_size(8 << 20);
     sock.bind(&addr.into()).map_err(listen)?;
     let sock: UdpSocket = sock.into();
+    if let Some(path) = &opts.ready_file {
+        let local = sock.local_addr().map_err(|e| Error::io("socket", e))?;
+        crate::serve::write_ready_file(path, &[format!("recv udp://{local}")])?;
+    }
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .map_err(|e| Error::io("socket", e))?;
     let mut r = Reassembler::new();

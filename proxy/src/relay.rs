@@ -26,12 +26,12 @@ use crate::error::{Error, Result};
 use crate::listen::Listener;
 use crate::subscriber::Conn;
 
-/// Relay listeners use tokens `LISTENER_BASE..LISTENER_BASE + MAX_LISTENERS`.
-pub const LISTENER_BASE: usize = 4;
-pub const MAX_LISTENERS: usize = 12;
 /// Relay connections (and the shim connection) use tokens from here up,
 /// far above the subscribers'.
-pub const CONN_BASE: usize = 1 << 40;
+pub use crate::tokens::RELAY_CONN_BASE as CONN_BASE;
+/// Relay listeners use tokens `LISTENER_BASE..LISTENER_BASE + MAX_LISTENERS`.
+pub use crate::tokens::RELAY_LISTENER_BASE as LISTENER_BASE;
+pub use crate::tokens::RELAY_MAX_LISTENERS as MAX_LISTENERS;
 /// Control clients at once; more get a `Failed` reply and are closed.
 pub const MAX_CONNS: usize = 64;
 /// A TCP client must authenticate within this long.

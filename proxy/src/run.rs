@@ -6,19 +6,32 @@ use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use elstream_format::{ClassSet, Endpoint};
 
 use crate::error::{Error, Result};
-use crate::serve::{Config, Outcome, Proxy};
+use crate::serve::{Config, Outcome, Proxy, Supervisor};
 use crate::source::mkfifo;
 
+/// `elstream run`'s own options (the serving ones are [`Config`]'s).
+#[derive(clap::Args)]
 pub struct RunOpts {
+    /// Event classes to trace (RTS -l letters: s scheduler, g GC, n nonmoving GC,
+    /// p sparks sampled, f sparks full, u user).
+    #[arg(long, value_name = "LETTERS", default_value = "sgpu", value_parser = parse_classes, help_heading = "Program")]
     pub classes: ClassSet,
+    /// Time allowed for the `prog +RTS --info` check.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = crate::units::parse_duration, help_heading = "Program")]
     pub check_timeout: Duration,
+    /// The program and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "PROG")]
     pub program: Vec<OsString>,
+}
+
+fn parse_classes(s: &str) -> std::result::Result<ClassSet, String> {
+    ClassSet::parse(s).map_err(|e| e.to_string())
 }
 
 /// What `+RTS --info` said.
@@ -45,6 +58,16 @@ fn way_has_eventlog(way: &str) -> bool {
     way.split('_')
         .skip(1)
         .any(|w| w == "l" || w == "debug" || w == "p")
+}
+
+/// Whether the RTS can write an eventlog. The RTS's own word comes first: one
+/// without the eventlog refuses the `-l` we pass ("the flag -l requires the
+/// program to be built with -eventlog, -prof or -debug"). Since GHC 9.4 every
+/// way has the eventlog and the way's name no longer says so (9.6: `rts_thr`);
+/// before, it must be an eventlog way.
+fn has_eventlog(rts_stderr: &str, way: &str, version: (u32, u32)) -> bool {
+    !rts_stderr.contains("requires the program to be built with -eventlog")
+        && (version >= (9, 4) || way_has_eventlog(way))
 }
 
 /// Runs `prog +RTS -l... --info` and explains what stands in the way of streaming.
@@ -106,18 +129,19 @@ pub fn check_program(prog: &Path, classes: ClassSet, timeout: Duration) -> Resul
         )));
     }
     let way = info_field(&out, "RTS way").unwrap_or("").to_string();
-    if err.contains("requires the program to be built with -eventlog") || !way_has_eventlog(&way) {
-        return Err(Error::ProgramCheck(format!(
-            "{shown} was built without eventlog support (RTS way {way:?}): rebuild it with \
-             `ghc -eventlog` (or -debug / -prof)"
-        )));
-    }
     let version = info_field(&out, "GHC version")
         .and_then(|v| {
             let mut it = v.split('.').map(|x| x.parse::<u32>().ok());
             Some((it.next()??, it.next()??))
         })
         .unwrap_or((0, 0));
+    if !has_eventlog(&err, &way, version) {
+        return Err(Error::ProgramCheck(format!(
+            "{shown} was built without eventlog support (GHC {}.{}, RTS way {way:?}): rebuild \
+             it with `ghc -eventlog` (or -debug / -prof; GHC 9.4 and later have it in every way)",
+            version.0, version.1
+        )));
+    }
     Ok(RtsInfo { way, version })
 }
 
@@ -189,6 +213,26 @@ impl Drop for RunDir {
     }
 }
 
+/// The program, supervised from the proxy's loop.
+struct RunChild(Child);
+
+impl Supervisor for RunChild {
+    fn poll_exit(&mut self) -> Option<ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+
+    fn on_signal(&mut self, signal: libc::c_int, from_process: bool) {
+        // A terminal's ^C already reached the program (same process group);
+        // forward only what kill(2) sent us.
+        if from_process {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(self.0.id() as libc::pid_t, signal);
+            }
+        }
+    }
+}
+
 /// Exit code for the program's status: its code, or 128+signal like a shell.
 pub fn exit_code(st: ExitStatus) -> i32 {
     match (st.code(), st.signal()) {
@@ -208,7 +252,7 @@ pub fn run(mut cfg: Config, opts: RunOpts) -> Result<i32> {
     let info = check_program(&prog, opts.classes, opts.check_timeout)?;
     tracing::debug!(way = %info.way, version = ?info.version, "program check passed");
     let dir = RunDir::create(&prog, &info)?;
-    cfg.source = Endpoint::Fifo(dir.fifo.clone());
+    cfg.sources = vec![("program".into(), Endpoint::Fifo(dir.fifo.clone()))];
     let mut proxy = Proxy::new(cfg)?;
     proxy.open_source()?;
     let mut cmd = Command::new(&prog);
@@ -229,7 +273,7 @@ pub fn run(mut cfg: Config, opts: RunOpts) -> Result<i32> {
         program: prog.display().to_string(),
         source: e,
     })?;
-    proxy.attach_child(child);
+    proxy.supervise(Box::new(RunChild(child)));
     let outcome = proxy.run()?;
     drop(dir);
     Ok(match outcome {
@@ -249,6 +293,14 @@ mod tests {
         assert!(way_has_eventlog("rts_thr_debug"));
         assert!(!way_has_eventlog("rts_v"));
         assert!(!way_has_eventlog("rts_thr"));
+        // 9.4+: every way; the RTS's refusal of -l still wins.
+        assert!(has_eventlog("", "rts_thr", (9, 6)));
+        assert!(has_eventlog("", "rts_thr_l", (9, 0)));
+        assert!(!has_eventlog("", "rts_thr", (9, 0)));
+        let refusal =
+            "prog: the flag -l-ag requires the program to be built with -eventlog, -prof or -debug";
+        assert!(!has_eventlog(refusal, "rts_thr_l", (9, 0)));
+        assert!(!has_eventlog(refusal, "rts_thr", (9, 10)));
         assert_eq!(trace_flag(ClassSet::parse("gu").unwrap()), "-l-agu");
         let info = " [(\"GHC RTS\", \"YES\")\n ,(\"GHC version\", \"9.0.2\")\n ,(\"RTS way\", \"rts_thr_l\")";
         assert_eq!(info_field(info, "RTS way"), Some("rts_thr_l"));

@@ -4,16 +4,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use elstream_format::Endpoint;
 use mio::net::{TcpStream, UnixStream};
 use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry, Waker};
 
 use crate::error::{Error, Result};
 
@@ -23,7 +24,20 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Pipe buffer asked for on the FIFO, so a busy loop iteration does not block the RTS.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
-pub const SOURCE: Token = Token(0);
+use mio::Token;
+
+/// A name lookup (`HOST:PORT` to addresses). It blocks, so it runs on a
+/// thread of its own, never on the loop.
+pub type Resolve = fn(&str) -> io::Result<Vec<SocketAddr>>;
+
+fn resolve_system(hp: &str) -> io::Result<Vec<SocketAddr>> {
+    hp.to_socket_addrs().map(Iterator::collect)
+}
+
+/// A lookup running on its thread; the waker wakes the loop when it is done.
+struct Lookup {
+    rx: mpsc::Receiver<io::Result<Vec<SocketAddr>>>,
+}
 
 enum Conn {
     Down,
@@ -46,6 +60,10 @@ pub struct SourceStats {
     pub connects: u64,
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Damaged blocks whose valid prefix was delivered (the rest dropped).
+    pub damaged_blocks: u64,
+    /// Bytes dropped from damaged or cut-off input.
+    pub dropped_bytes: u64,
 }
 
 /// What a read produced.
@@ -77,6 +95,12 @@ pub struct Source {
     /// `run` mode: the writer is gone for good once the FIFO reports EOF.
     pub final_eof: bool,
     warned: bool,
+    resolve: Resolve,
+    lookup: Option<Lookup>,
+    waker: Option<Arc<Waker>>,
+    /// This source's poll tokens (tokens.rs: its slot's read and waker tokens).
+    token: Token,
+    waker_token: Token,
 }
 
 fn is_regular(file: &File) -> bool {
@@ -128,7 +152,11 @@ fn grow_pipe(f: &File) {
 
 impl Source {
     /// Checks the endpoint and prepares the source (a missing FIFO is created).
-    pub fn new(endpoint: Endpoint, reconnect_max: Duration) -> Result<Source> {
+    pub fn new(
+        endpoint: Endpoint,
+        reconnect_max: Duration,
+        (token, waker_token): (Token, Token),
+    ) -> Result<Source> {
         let mut created_fifo = None;
         match &endpoint {
             Endpoint::Fifo(p) => match std::fs::metadata(p) {
@@ -166,6 +194,11 @@ impl Source {
             created_fifo,
             final_eof: false,
             warned: false,
+            resolve: resolve_system,
+            lookup: None,
+            waker: None,
+            token,
+            waker_token,
         })
     }
 
@@ -184,11 +217,84 @@ impl Source {
     /// Timer work: reconnect when due; timed files become ready.
     pub fn tick(&mut self, now: Instant, reg: &Registry) -> Result<()> {
         if let Conn::Down = self.conn {
-            if self.retry_at.is_some_and(|t| now >= t) {
+            if self.lookup.is_some() {
+                self.lookup_done(reg)?;
+            } else if self.retry_at.is_some_and(|t| now >= t) {
                 self.open(reg)?;
             }
         }
         Ok(())
+    }
+
+    /// Uses another name lookup (tests: a slow or empty one).
+    #[cfg(test)]
+    pub fn with_resolver(mut self, resolve: Resolve) -> Source {
+        self.resolve = resolve;
+        self
+    }
+
+    /// Starts looking up a `tcp:` source's name on a thread.
+    fn start_lookup(&mut self, reg: &Registry, hp: &str) -> Result<()> {
+        let waker = match &self.waker {
+            Some(w) => w.clone(),
+            None => {
+                let w = Arc::new(
+                    Waker::new(reg, self.waker_token)
+                        .map_err(|e| Error::io("cannot create a waker", e))?,
+                );
+                self.waker = Some(w.clone());
+                w
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let resolve = self.resolve;
+        let hp = hp.to_string();
+        std::thread::Builder::new()
+            .name("elstream-resolve".into())
+            .spawn(move || {
+                let _ = tx.send(resolve(&hp));
+                let _ = waker.wake();
+            })
+            .map_err(|e| Error::io("cannot start a thread for the name lookup", e))?;
+        self.lookup = Some(Lookup { rx });
+        Ok(())
+    }
+
+    /// Takes up a finished lookup: connect, or a logged error retried later.
+    fn lookup_done(&mut self, reg: &Registry) -> Result<()> {
+        let Some(l) = &self.lookup else { return Ok(()) };
+        let r = match l.rx.try_recv() {
+            Ok(r) => r,
+            Err(mpsc::TryRecvError::Empty) => return Ok(()),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Err(io::Error::other("the lookup thread died"))
+            }
+        };
+        self.lookup = None;
+        let addr = match r {
+            Ok(addrs) => match addrs.first() {
+                Some(a) => *a,
+                None => {
+                    self.fail("cannot resolve: the name has no address".into());
+                    return Ok(());
+                }
+            },
+            Err(e) => {
+                self.fail(format!("cannot resolve: {e}"));
+                return Ok(());
+            }
+        };
+        // Non-blocking connect: a refused connection shows up as a read error.
+        match TcpStream::connect(addr) {
+            Ok(s) => {
+                self.conn = Conn::Tcp(s);
+                self.opened(reg)
+            }
+            Err(e) => {
+                self.fail(format!("cannot connect: {e}"));
+                Ok(())
+            }
+        }
     }
 
     /// Whether a read may be due: pollable and ready, or a timed file.
@@ -225,26 +331,7 @@ impl Source {
                     return Ok(());
                 }
             },
-            Endpoint::Tcp(hp) => {
-                let addr = match hp.to_socket_addrs().map(|mut a| a.next()) {
-                    Ok(Some(a)) => a,
-                    Ok(None) => {
-                        return Err(Error::Usage(format!("{ep}: host has no address")));
-                    }
-                    Err(e) => {
-                        self.fail(format!("cannot resolve: {e}"));
-                        return Ok(());
-                    }
-                };
-                // Non-blocking connect: a refused connection shows up as a read error.
-                match TcpStream::connect(addr) {
-                    Ok(s) => Conn::Tcp(s),
-                    Err(e) => {
-                        self.fail(format!("cannot connect: {e}"));
-                        return Ok(());
-                    }
-                }
-            }
+            Endpoint::Tcp(hp) => return self.start_lookup(reg, hp),
             Endpoint::Fifo(p) => match open_fifo(p) {
                 Ok(f) => Conn::Pipe(f),
                 Err(e) => {
@@ -290,16 +377,37 @@ impl Source {
             Endpoint::Udp(_) => unreachable!("rejected in Source::new"),
         };
         self.conn = conn;
+        self.opened(reg)
+    }
+
+    /// Registers a fresh connection with the loop.
+    fn opened(&mut self, reg: &Registry) -> Result<()> {
+        let ep = self.endpoint.clone();
+        let token = self.token;
         self.stats.connects += 1;
         let r = match &mut self.conn {
-            Conn::Unix(s) => reg.register(s, SOURCE, Interest::READABLE),
-            Conn::Tcp(s) => reg.register(s, SOURCE, Interest::READABLE),
-            Conn::Pipe(f) => {
-                reg.register(&mut SourceFd(&f.as_raw_fd()), SOURCE, Interest::READABLE)
-            }
+            Conn::Unix(s) => reg.register(s, token, Interest::READABLE),
+            Conn::Tcp(s) => reg.register(s, token, Interest::READABLE),
+            Conn::Pipe(f) => reg.register(&mut SourceFd(&f.as_raw_fd()), token, Interest::READABLE),
             _ => Ok(()),
         };
         if let Err(e) = r {
+            if let (Endpoint::Stdin, Conn::Pipe(_)) = (&self.endpoint, &self.conn) {
+                if e.raw_os_error() == Some(libc::EPERM) {
+                    // epoll refuses /dev/null and the like: read it like a file.
+                    let Conn::Pipe(file) = std::mem::replace(&mut self.conn, Conn::Down) else {
+                        unreachable!()
+                    };
+                    self.conn = Conn::Timed {
+                        file,
+                        pos: 0,
+                        ino: 0,
+                        follow: false,
+                    };
+                    self.ready = true;
+                    return Ok(());
+                }
+            }
             self.conn = Conn::Down;
             return Err(Error::io(format!("cannot poll source {ep}"), e));
         }
@@ -326,6 +434,12 @@ impl Source {
         }
         self.conn = Conn::Down;
         self.ready = false;
+    }
+
+    /// Whether the end of this input is the end for good (stdin): then bad
+    /// or cut-off input is an error for the whole run, not a retry.
+    pub fn is_once(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Stdin)
     }
 
     /// Called after a session was read without errors: reconnect quickly next time.
@@ -460,5 +574,54 @@ impl Drop for Source {
         if let Some(p) = &self.created_fifo {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slow_and_empty(_: &str) -> io::Result<Vec<SocketAddr>> {
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Vec::new())
+    }
+
+    /// A lookup never blocks the loop, and a name without addresses is a
+    /// logged, retried error (it ended the proxy with a usage error before).
+    #[test]
+    fn name_lookup_runs_off_the_loop_and_an_empty_one_is_retried() {
+        let mut poll = mio::Poll::new().unwrap();
+        let mut src = Source::new(
+            Endpoint::Tcp("slow.invalid:1".into()),
+            Duration::from_secs(1),
+            crate::tokens::source_tokens(0),
+        )
+        .unwrap()
+        .with_resolver(slow_and_empty);
+        let t0 = Instant::now();
+        src.tick(Instant::now(), poll.registry()).unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_millis(200),
+            "tick waited for the lookup"
+        );
+        assert!(!src.is_connected());
+        let mut events = mio::Events::with_capacity(8);
+        let mut woken = false;
+        while !woken && t0.elapsed() < Duration::from_secs(10) {
+            poll.poll(&mut events, Some(Duration::from_secs(1)))
+                .unwrap();
+            woken = events
+                .iter()
+                .any(|e| e.token() == crate::tokens::source_tokens(0).1);
+        }
+        assert!(woken, "the lookup did not wake the loop");
+        src.tick(Instant::now(), poll.registry()).unwrap();
+        assert_eq!(src.stats.errors, 1);
+        let err = src.stats.last_error.clone().unwrap_or_default();
+        assert!(err.contains("no address"), "{err}");
+        // Retried: a new lookup starts once the backoff is over.
+        assert!(src.deadline().is_some());
+        src.tick(src.deadline().unwrap(), poll.registry()).unwrap();
+        assert!(src.lookup.is_some(), "no retry");
     }
 }

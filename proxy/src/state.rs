@@ -15,11 +15,15 @@ use std::sync::Arc;
 use elstream_format::eventlog::Header;
 use elstream_format::state::StateCache;
 
-use crate::store::Chunk;
+use elstream_format::threads::WindowScan;
+
+use crate::store::{Chunk, ChunkKind};
 
 pub struct State {
     header: Arc<Header>,
     evicted: StateCache,
+    /// Some block left the store: a joiner misses the session's start.
+    any_evicted: bool,
     all: Option<StateCache>,
 }
 
@@ -28,6 +32,7 @@ impl State {
         State {
             header,
             evicted: StateCache::new(),
+            any_evicted: false,
             all: track_all.then(StateCache::new),
         }
     }
@@ -41,13 +46,28 @@ impl State {
 
     /// Sees every block as it leaves the store (in order).
     pub fn evicted(&mut self, block: &Chunk) {
+        self.any_evicted = true;
         self.evicted
             .observe_flagged(&self.header, &block.bytes, block.state, block.end_time);
     }
 
-    /// Replay blocks for a subscriber that gets every stored block next.
-    pub fn replay_before_store(&self) -> Vec<Vec<u8>> {
-        self.evicted.replay(&self.header)
+    /// Replay blocks for a subscriber that gets every `stored` block next:
+    /// the state of the evicted blocks, then what it needs to follow the
+    /// threads and GCs the stored blocks show (threads live as the store's
+    /// window opens, `elstream_format::threads`).
+    pub fn replay_before_store<'a>(&self, stored: impl Iterator<Item = &'a Chunk>) -> Vec<Vec<u8>> {
+        let mut blocks = self.evicted.replay(&self.header);
+        // A joiner that gets the session from its first block misses
+        // nothing: it gets the stream as the source wrote it.
+        if !self.any_evicted {
+            return blocks;
+        }
+        let mut scan = WindowScan::new();
+        for c in stored.filter(|c| c.kind == ChunkKind::Block) {
+            scan.add(&self.header, &c.bytes);
+        }
+        blocks.extend(scan.prefix(&self.header, &self.evicted.threads, self.evicted.last_time));
+        blocks
     }
 
     /// Replay for a receiver that gets only blocks from now on (UDP), as one

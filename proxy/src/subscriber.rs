@@ -101,6 +101,8 @@ pub struct Subscriber {
     pub counters: Counters,
     /// Event classes this subscriber asked for (None: everything).
     pub classes: Option<ClassSet>,
+    /// The source (session name) this subscriber reads, from its listener.
+    pub session: String,
     queue: VecDeque<Chunk>,
     /// Bytes of `queue[0]` already written.
     front_off: usize,
@@ -122,6 +124,7 @@ impl Subscriber {
             phase: Phase::Waiting,
             counters: Counters::default(),
             classes: None,
+            session: String::new(),
             queue: VecDeque::new(),
             front_off: 0,
             queued_bytes: 0,

@@ -3,18 +3,34 @@
 
 use std::time::Duration;
 
-use elstream_format::control;
+use elstream_format::{control, Endpoint};
 
-/// `123`, `64K`, `16M`, `1G` (powers of 1024; a trailing `B`/`iB` is allowed).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    control::parse_size(s)
-        .ok_or_else(|| format!("bad size {s:?} (expected e.g. 65536, 64K, 16M, 1G)"))
+/// An endpoint where a file is meant: a bare path is `file:PATH`.
+pub fn parse_source(s: &str) -> Result<Endpoint, String> {
+    Endpoint::parse_or_file(s).map_err(|e| e.to_string())
 }
 
-/// `250ms`, `2s`, `1.5s`, `1m`.
+/// `proxy --source [NAME=]ENDPOINT`.
+pub fn parse_named_source(s: &str) -> Result<(Option<String>, Endpoint), String> {
+    let (name, rest) = elstream_format::sources::split_name(s)?;
+    Ok((name.map(str::to_string), parse_source(rest)?))
+}
+
+/// `65536`, `64K`, `1.5M`, `16MiB`, `1G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    control::parse_size(s)
+        .ok_or_else(|| format!("bad size {s:?} (expected e.g. 65536, 64K, 1.5M, 16MiB, 1G)"))
+}
+
+/// [`parse_size`] as a `u64`.
+pub fn parse_size_u64(s: &str) -> Result<u64, String> {
+    parse_size(s).map(|n| n as u64)
+}
+
+/// `250ms`, `2s`, `1.5s`, `1m`, `1h`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     control::parse_duration(s)
-        .ok_or_else(|| format!("bad duration {s:?} (expected e.g. 250ms, 2s, 1.5s, 1m)"))
+        .ok_or_else(|| format!("bad duration {s:?} (expected e.g. 250ms, 2s, 1.5s, 1m, 1h)"))
 }
 
 #[cfg(test)]

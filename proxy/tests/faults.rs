@@ -28,8 +28,7 @@ fn a_thousand_connect_disconnect_cycles_leave_steady_subscribers_intact() {
     // keeps blocks flowing while the churn goes on.
     let busy = Busy::spawn(&dir, &format!("unix:{},flush=20ms", sock.display()), 2, 10);
     assert!(wait_for_path(&sock, LONG));
-    let port = free_tcp_port();
-    let _proxy = proxy_up(&dir, &sock, port, &["--wait-subscribers", "1"]);
+    let (_proxy, port) = proxy_up(&dir, &sock, &["--wait-subscribers", "1"]);
     let steady_proxy = sub_tcp(port);
     let steady_shim = sub_unix(&sock);
     busy.wait_ready();
@@ -115,20 +114,18 @@ fn a_control_flood_of_100000_commands_direct_and_through_the_relay() {
     let ctl_sock = dir.join("b.sock.ctl");
     let busy = Busy::spawn(&dir, &format!("unix:{},flush=20ms", sock.display()), 1, 10);
     assert!(wait_for_path(&sock, LONG));
-    let port = free_tcp_port();
-    let cport = free_tcp_port();
     let relay_sock = dir.join("relay.sock");
     let token = token_file(&dir, "token", "flood-token", 0o600);
     let mut cmd = proxy_cmd(
         &dir,
         "proxy",
         &format!("unix:{}", sock.display()),
-        &port.to_string(),
+        "0",
         &[
             "--wait-subscribers",
             "1",
             "--control-listen",
-            &cport.to_string(),
+            "0",
             "--control-listen",
             &format!("unix:{}", relay_sock.display()),
             "--token-file",
@@ -141,6 +138,8 @@ fn a_control_flood_of_100000_commands_direct_and_through_the_relay() {
     set_rlimit(&mut cmd, libc::RLIMIT_STACK, 512 << 10);
     let mut proxy = ChildGuard::spawn(&mut cmd);
     wait_stats_of(&dir, &mut proxy, "proxy");
+    let port = ready_port(&dir, "proxy");
+    let cport = ready_ports(&ready_file(&dir, "proxy"), "control")[0];
     let steady = sub_tcp(port);
     busy.wait_ready();
 
@@ -251,26 +250,24 @@ fn sockets_are_private_tcp_is_loopback_paths_cannot_escape_and_limits_are_clear(
     assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 0);
 
     // Proxy listeners: UNIX ones 0600, bare ports on loopback.
-    let port = free_tcp_port();
-    let cport = free_tcp_port();
     let subs = dir.join("subs.sock");
     let relay_sock = dir.join("relay.sock");
     let token = token_file(&dir, "token", "t0k", 0o600);
-    let _proxy = proxy_up(
+    let (_proxy, port) = proxy_up(
         &dir,
         &sock,
-        port,
         &[
             "--listen",
             &format!("unix:{}", subs.display()),
             "--control-listen",
-            &cport.to_string(),
+            "0",
             "--control-listen",
             &format!("unix:{}", relay_sock.display()),
             "--token-file",
             token.to_str().unwrap(),
         ],
     );
+    let cport = ready_ports(&ready_file(&dir, "proxy"), "control")[0];
     for p in [&subs, &relay_sock, &stats_sock(&dir)] {
         assert_eq!(mode_of(p), 0o600, "{}", p.display());
     }
@@ -353,8 +350,7 @@ fn udp_through_a_relay_losing_5_percent_reports_gaps_and_parses() {
     let dir = TempDir::new("faults-udp");
     let sock = dir.join("b.sock");
     let out_file: PathBuf = dir.join("udp.eventlog");
-    let rport = free_udp_port();
-    let recv = udp_recv(&dir, "recv", rport, &out_file);
+    let (recv, rport) = udp_recv_any(&dir, "recv", &out_file);
     let relay_in = UdpSocket::bind("127.0.0.1:0").unwrap();
     let relay_port = relay_in.local_addr().unwrap().port();
     let stop = Arc::new(AtomicBool::new(false));
@@ -368,7 +364,6 @@ fn udp_through_a_relay_losing_5_percent_reports_gaps_and_parses() {
     let _proxy = proxy_up(
         &dir,
         &sock,
-        free_tcp_port(),
         &[
             "--udp",
             &format!("127.0.0.1:{relay_port}"),
@@ -444,8 +439,7 @@ fn udp_frames_that_are_not_whole_events_are_dropped_and_the_rest_parses() {
     assert!(blocks.len() >= 2, "{} blocks", blocks.len());
 
     let out_file = dir.join("udp.eventlog");
-    let rport = free_udp_port();
-    let recv = udp_recv(&dir, "recv", rport, &out_file);
+    let (recv, rport) = udp_recv_any(&dir, "recv", &out_file);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut p = Packetizer::new(0x5eed, 1400).unwrap();
     let mut send = |kind, frame: &[u8]| {

@@ -28,25 +28,23 @@ fn ctl_through_the_relay_reaches_the_shim_and_tcp_needs_the_token() {
         20,
     );
     assert!(wait_for_path(&sock, LONG));
-    let port = free_tcp_port();
-    let cport = free_tcp_port();
     let relay_sock = dir.join("relay.sock");
     let token = token_file(&dir, "token", "s3cret-token", 0o600);
-    let _proxy = proxy_up(
+    let (_proxy, port) = proxy_up(
         &dir,
         &sock,
-        port,
         &[
             "--wait-subscribers",
             "1",
             "--control-listen",
-            &cport.to_string(),
+            "0",
             "--control-listen",
             &format!("unix:{}", relay_sock.display()),
             "--token-file",
             token.to_str().unwrap(),
         ],
     );
+    let cport = ready_ports(&ready_file(&dir, "proxy"), "control")[0];
     let st = stats(&dir);
     assert!(
         st.contains(&format!("control tcp://127.0.0.1:{cport}")),
@@ -66,7 +64,7 @@ fn ctl_through_the_relay_reaches_the_shim_and_tcp_needs_the_token() {
     for key in [
         format!("pid={}", busy.pid()),
         "classes=gpu".into(),
-        "rts=GHC-9.0.2".into(),
+        format!("rts=GHC-{}", testkit::ghc().version),
     ] {
         assert!(status.contains(&key), "{key} missing in {status}");
     }
@@ -274,7 +272,18 @@ fn relay_without_program(
 ) -> std::process::Command {
     let source = format!("unix:{}", dir.join("none.sock").display());
     let listen = format!("unix:{}", relay_sock.display());
-    let mut args = vec!["proxy", "--source", &source, "--control-listen", &listen];
+    let ready = ready_file(dir, "proxy");
+    let _ = std::fs::remove_file(&ready);
+    let ready = ready.display().to_string();
+    let mut args = vec![
+        "proxy",
+        "--source",
+        &source,
+        "--control-listen",
+        &listen,
+        "--ready-file",
+        &ready,
+    ];
     args.extend(extra);
     elstream_cmd(dir, "proxy", &args)
 }
@@ -359,7 +368,6 @@ fn relay_fails_what_the_shim_never_answers_and_closes_clients_that_never_authent
         }
         drop(silent);
     });
-    let port = free_tcp_port();
     let relay_sock = dir.join("r.sock");
     let token = token_file(&dir, "token", "s3cret", 0o600);
     let _proxy = ChildGuard::spawn(&mut relay_without_program(
@@ -367,7 +375,7 @@ fn relay_fails_what_the_shim_never_answers_and_closes_clients_that_never_authent
         &relay_sock,
         &[
             "--control-listen",
-            &port.to_string(),
+            "0",
             "--token-file",
             token.to_str().unwrap(),
             "--control-to",
@@ -376,7 +384,7 @@ fn relay_fails_what_the_shim_never_answers_and_closes_clients_that_never_authent
             "1s",
         ],
     ));
-    assert!(wait_for_path(&relay_sock, LONG));
+    let port = ready_ports(&ready_file(&dir, "proxy"), "control")[0];
     // A TCP client that never sends `auth` is told so and closed (10 s).
     let mut lurker = tcp_ctl(port);
     let t0 = std::time::Instant::now();

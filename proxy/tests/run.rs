@@ -1,5 +1,6 @@
-//! `elstream run -- ./prog` with real GHC 9.0.2 programs (no shim): the RTS
-//! writes its eventlog into elstream's FIFO. ghc-events judges every output.
+//! `elstream run -- ./prog` with real GHC programs (no shim), built by the GHC
+//! that `ELSTREAM_GHC` selects (9.0.2, 9.6.6, 9.10.3): the RTS writes its
+//! eventlog into elstream's FIFO. ghc-events judges every output.
 
 mod common;
 
@@ -40,36 +41,37 @@ fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// `elstream run --listen PORT OPTS -- PROG PROG_ARGS` (see [`run_cmd`]).
+/// `elstream run --listen 0 OPTS -- PROG PROG_ARGS` (see [`run_cmd`]), and
+/// the TCP port the system gave its listener (from its ready file).
 fn spawn_run(
     dir: &TempDir,
     label: &str,
-    port: u16,
     opts: &[&str],
     prog: &Path,
     prog_args: &[&str],
-) -> ChildGuard {
-    let (port, prog) = (port.to_string(), s(prog));
-    let mut args = vec!["run", "--listen", &port];
+) -> (ChildGuard, u16) {
+    let ready = ready_file(dir, label);
+    let _ = std::fs::remove_file(&ready);
+    let (ready, prog) = (s(&ready), s(prog));
+    let mut args = vec!["run", "--listen", "0", "--ready-file", &ready];
     args.extend_from_slice(opts);
     args.extend(["--", &prog]);
     args.extend_from_slice(prog_args);
-    ChildGuard::spawn(&mut run_cmd(dir, label, &args))
+    let run = ChildGuard::spawn(&mut run_cmd(dir, label, &args));
+    let port = ready_port(dir, label);
+    (run, port)
 }
 
 #[test]
 fn run_serves_tcp_unix_and_udp_with_every_user_event() {
     let prog = plain();
     let dir = TempDir::new("run-plain");
-    let port = free_tcp_port();
-    let uport = free_udp_port();
     let sock = dir.join("s.sock");
     let udp_out = dir.join("udp.eventlog");
-    let recv = udp_recv(&dir, "recv-udp", uport, &udp_out);
-    let run = spawn_run(
+    let (recv, uport) = udp_recv_any(&dir, "recv-udp", &udp_out);
+    let (run, port) = spawn_run(
         &dir,
         "run",
-        port,
         &[
             "--listen",
             &format!("unix:{}", sock.display()),
@@ -121,10 +123,12 @@ fn dropped_in_notices(msgs: &[String]) -> u64 {
         .sum()
 }
 
+/// `key=` of the first stats line that starts with `token_line` (the
+/// `source` line mentions subscribers too).
 fn sub_line_value(report: &str, token_line: &str, key: &str) -> Option<u64> {
     report
         .lines()
-        .find(|l| l.contains(token_line))?
+        .find(|l| l.starts_with(token_line))?
         .split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))?
         .parse()
@@ -135,12 +139,10 @@ fn sub_line_value(report: &str, token_line: &str, key: &str) -> Option<u64> {
 fn stalled_subscriber_gets_a_drop_notice_and_changes_nobody_else() {
     let prog = plain();
     let dir = TempDir::new("run-stall");
-    let port = free_tcp_port();
     let sock = dir.join("stall.sock");
-    let run = spawn_run(
+    let (run, port) = spawn_run(
         &dir,
         "run",
-        port,
         &[
             "--listen",
             &format!("unix:{}", sock.display()),
@@ -198,12 +200,10 @@ fn stalled_subscriber_gets_a_drop_notice_and_changes_nobody_else() {
 fn disconnect_policy_closes_only_the_stalled_subscriber() {
     let prog = plain();
     let dir = TempDir::new("run-disconnect");
-    let port = free_tcp_port();
     let sock = dir.join("stall.sock");
-    let run = spawn_run(
+    let (run, port) = spawn_run(
         &dir,
         "run",
-        port,
         &[
             "--listen",
             &format!("unix:{}", sock.display()),
@@ -236,8 +236,42 @@ fn disconnect_policy_closes_only_the_stalled_subscriber() {
     assert!(c.error.is_none() && c.events > 0, "{c:#?}");
 }
 
+/// `elstream run` of `prog 5 0` with one TCP subscriber: every user event arrives.
+fn runs_with_every_user_event(dir: &TempDir, label: &str, prog: &Path) {
+    let (run, port) = spawn_run(dir, label, &["--wait-subscribers", "1"], prog, &["5", "0"]);
+    let sub = sub_tcp(port);
+    let out = run.wait_timeout(LONG);
+    assert!(out.status.success(), "{label}: {}", stderr_of(dir, label));
+    let n = parse_counts(&String::from_utf8_lossy(&out.stdout))["user-events"];
+    let c = check_saved(dir, &format!("{label}.eventlog"), &sub.join().unwrap());
+    c.assert_ok();
+    assert_eq!(c.user_messages.len() as u64, n, "{label}");
+    assert_nothing_left(dir);
+}
+
+/// `elstream run PROG` that must be refused with exit code 4 and `want` in the message.
+fn refused(dir: &TempDir, label: &str, prog: &Path, want: &str) {
+    let out = ChildGuard::spawn(&mut run_cmd(
+        dir,
+        label,
+        &["run", "--listen", "0", "--", &s(prog), "1", "0"],
+    ))
+    .wait_timeout(LONG);
+    let err = stderr_of(dir, label);
+    assert_eq!(out.status.code(), Some(4), "{label}: {err}");
+    assert!(err.contains(want), "{label}: {err}");
+    assert!(!err.contains("panicked"), "{label}: {err}");
+    assert_nothing_left(dir);
+}
+
+/// Before GHC 9.4 a program built without -eventlog cannot stream and is
+/// refused; since 9.4 every RTS way has the eventlog (the way is `rts_thr`),
+/// so the same build must be accepted and stream. -rtsopts=none is refused on
+/// every GHC.
 #[test]
 fn program_without_eventlog_or_rts_options_gets_a_clear_error() {
+    let g = ghc();
+    eprintln!("{g}");
     let src = repo_root().join("examples/haskell/Plain.hs");
     let no_eventlog = build_haskell(
         &src,
@@ -255,22 +289,12 @@ fn program_without_eventlog_or_rts_options_gets_a_clear_error() {
         },
     );
     let dir = TempDir::new("run-check");
-    for (label, prog, want) in [
-        ("no-eventlog", &no_eventlog, "-eventlog"),
-        ("no-rtsopts", &no_rtsopts, "-rtsopts"),
-    ] {
-        let out = ChildGuard::spawn(&mut run_cmd(
-            &dir,
-            label,
-            &["run", "--listen", "0", "--", &s(prog), "1", "0"],
-        ))
-        .wait_timeout(LONG);
-        let err = stderr_of(&dir, label);
-        assert_eq!(out.status.code(), Some(4), "{label}: {err}");
-        assert!(err.contains(want), "{label}: {err}");
-        assert!(!err.contains("panicked"), "{label}: {err}");
-        assert_nothing_left(&dir);
+    if g.eventlog_in_every_way() {
+        runs_with_every_user_event(&dir, "no-eventlog", &no_eventlog);
+    } else {
+        refused(&dir, "no-eventlog", &no_eventlog, "-eventlog");
     }
+    refused(&dir, "no-rtsopts", &no_rtsopts, "-rtsopts");
     let out = ChildGuard::spawn(&mut run_cmd(
         &dir,
         "missing",
@@ -281,8 +305,8 @@ fn program_without_eventlog_or_rts_options_gets_a_clear_error() {
     assert!(stderr_of(&dir, "missing").contains("cannot execute"));
 }
 
-/// GHC 9.0.2 accepts -l and -ol as "safe" RTS options: a program linked
-/// without -rtsopts (the default, -rtsopts=some) still works under `run`.
+/// -l and -ol are "safe" RTS options: a program linked without -rtsopts (the
+/// default, -rtsopts=some) still works under `run`.
 #[test]
 fn program_with_default_rtsopts_works() {
     let prog = build_haskell(
@@ -292,23 +316,7 @@ fn program_with_default_rtsopts_works() {
             ..HsBuild::program()
         },
     );
-    let dir = TempDir::new("run-some");
-    let port = free_tcp_port();
-    let run = spawn_run(
-        &dir,
-        "run",
-        port,
-        &["--wait-subscribers", "1"],
-        &prog,
-        &["5", "0"],
-    );
-    let sub = sub_tcp(port);
-    let out = run.wait_timeout(LONG);
-    assert!(out.status.success(), "{}", stderr_of(&dir, "run"));
-    let n = parse_counts(&String::from_utf8_lossy(&out.stdout))["user-events"];
-    let c = check_saved(&dir, "sub", &sub.join().unwrap());
-    c.assert_ok();
-    assert_eq!(c.user_messages.len() as u64, n);
+    runs_with_every_user_event(&TempDir::new("run-some"), "run", &prog);
 }
 
 fn crash_run(
@@ -317,12 +325,10 @@ fn crash_run(
     args: &[&str],
 ) -> (ChildGuard, std::thread::JoinHandle<Vec<u8>>) {
     let prog = crash();
-    let port = free_tcp_port();
     let stats = format!("unix:{}", dir.join(format!("{label}.stats")).display());
-    let g = spawn_run(
+    let (g, port) = spawn_run(
         dir,
         label,
-        port,
         &["--stats", &stats, "--wait-subscribers", "1"],
         &prog,
         args,

@@ -21,11 +21,9 @@ fn demo(sock: &std::path::Path, args: &[&str], wait: Option<u32>) -> Command {
 fn shim_to_proxy_to_8_tcp_2_unix_and_1_udp_subscribers() {
     let dir = TempDir::new("shim-fanout");
     let shim_sock = dir.join("demo.sock");
-    let port = free_tcp_port();
-    let uport = free_udp_port();
     let sub_sock = dir.join("subs.sock");
     let udp_out = dir.join("udp.eventlog");
-    let recv = udp_recv(&dir, "recv", uport, &udp_out);
+    let (recv, uport) = udp_recv_any(&dir, "recv", &udp_out);
     // The program waits for two consumers of its shim: the proxy and a direct one.
     let prog = ChildGuard::spawn(&mut demo(&shim_sock, &["12", "10", "3000"], Some(2)));
     assert!(wait_for_path(&shim_sock, LONG));
@@ -33,7 +31,7 @@ fn shim_to_proxy_to_8_tcp_2_unix_and_1_udp_subscribers() {
         &dir,
         "proxy",
         &format!("unix:{}", shim_sock.display()),
-        &port.to_string(),
+        "0",
         &[
             "--listen",
             &format!("unix:{}", sub_sock.display()),
@@ -43,7 +41,7 @@ fn shim_to_proxy_to_8_tcp_2_unix_and_1_udp_subscribers() {
             "10",
         ],
     ));
-    wait_stats(&dir);
+    let port = ready_port(&dir, "proxy");
     let mut subs: Vec<_> = (0..8).map(|_| sub_tcp(port)).collect();
     subs.extend((0..2).map(|_| sub_unix(&sub_sock)));
     assert!(wait_until(LONG, || stats(&dir).contains("subscribers_accepted=10")));
@@ -84,14 +82,13 @@ fn shim_to_proxy_to_8_tcp_2_unix_and_1_udp_subscribers() {
 fn proxy_killed_and_restarted_while_the_program_runs() {
     let dir = TempDir::new("shim-restart");
     let shim_sock = dir.join("demo.sock");
-    let port = free_tcp_port();
     // About 10 s of work, so the proxy can die and come back in the middle.
     let prog = ChildGuard::spawn(&mut demo(&shim_sock, &["200", "50", "3000"], None));
     assert!(wait_for_path(&shim_sock, LONG));
     let source = format!("unix:{}", shim_sock.display());
+    let first = ChildGuard::spawn(&mut proxy_cmd(&dir, "proxy1", &source, "0", &[]));
+    let port = ready_port(&dir, "proxy1");
     let listen = port.to_string();
-    let first = ChildGuard::spawn(&mut proxy_cmd(&dir, "proxy1", &source, &listen, &[]));
-    wait_stats(&dir);
     let early = sub_tcp(port);
     assert!(wait_until(LONG, || stats(&dir).contains("state=live")));
     first.signal("KILL");
@@ -102,7 +99,7 @@ fn proxy_killed_and_restarted_while_the_program_runs() {
 
     // Same port and stats socket path (left behind by the killed proxy).
     let _second = ChildGuard::spawn(&mut proxy_cmd(&dir, "proxy2", &source, &listen, &[]));
-    wait_stats(&dir);
+    ready_lines(&ready_file(&dir, "proxy2"));
     let late = sub_tcp(port);
     let out = prog.wait_timeout(LONG);
     assert!(out.status.success(), "the program was disturbed: {out:?}");
@@ -120,23 +117,22 @@ fn subscriber_filtering_to_gc_and_user_gets_only_those() {
     };
     let dir = TempDir::new("shim-classes");
     let shim_sock = dir.join("demo.sock");
-    let port = free_tcp_port();
-    let gu_port = free_tcp_port();
     let prog = ChildGuard::spawn(&mut demo(&shim_sock, &["8", "10", "3000"], Some(1)));
     assert!(wait_for_path(&shim_sock, LONG));
     let _proxy = ChildGuard::spawn(&mut proxy_cmd(
         &dir,
         "proxy",
         &format!("unix:{}", shim_sock.display()),
-        &port.to_string(),
+        "0",
         &[
             "--listen",
-            &format!("tcp://127.0.0.1:{gu_port}?classes=gu"),
+            "tcp://127.0.0.1:0?classes=gu",
             "--wait-subscribers",
             "2",
         ],
     ));
-    wait_stats(&dir);
+    let ports = ready_ports(&ready_file(&dir, "proxy"), "listen");
+    let (port, gu_port) = (ports[0], ports[1]);
     let all = sub_tcp(port);
     let gu = sub_tcp(gu_port);
     assert!(wait_until(LONG, || stats(&dir).contains("classes=gu")));

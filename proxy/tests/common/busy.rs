@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 
+use super::common::TempDir;
 use elstream_format::control::{request, ControlDecoder, ControlFrame};
-use testkit::{build_haskell, repo_root, ChildGuard, HsBuild, TempDir};
+use testkit::{build_haskell, repo_root, ChildGuard, HsBuild};
 
 use super::common::LONG;
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::{TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,20 +32,14 @@ pub fn stderr_of(dir: &TempDir, label: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{label}.stderr"))).unwrap_or_default()
 }
 
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The ready file a child started by [`elstream_cmd`] as `label` writes.
+pub fn ready_file(dir: &TempDir, label: &str) -> PathBuf {
+    dir.join(format!("{label}.ready"))
 }
 
-/// Waits until something has bound UDP `port` on 127.0.0.1.
-pub fn wait_udp_bound(port: u16) {
-    assert!(
-        wait_until(LONG, || UdpSocket::bind(("127.0.0.1", port)).is_err()),
-        "nobody bound UDP port {port}"
-    );
+/// The port of the proxy `label`'s first TCP listener, from its ready file.
+pub fn ready_port(dir: &TempDir, label: &str) -> u16 {
+    ready_tcp_port(&ready_file(dir, label))
 }
 
 fn connect_retry<T>(mut f: impl FnMut() -> std::io::Result<T>) -> T {
@@ -150,8 +144,9 @@ pub fn wait_stats_of(dir: &TempDir, proxy: &mut ChildGuard, label: &str) {
     assert!(up, "proxy did not come up: {}", stderr_of(dir, label));
 }
 
-/// `elstream proxy --source SOURCE --listen LISTEN --stats unix:STATS EXTRA`,
-/// stderr into `dir/<label>.stderr`.
+/// `elstream proxy --source SOURCE --listen LISTEN --stats unix:STATS
+/// --ready-file DIR/LABEL.ready EXTRA`, stderr into `dir/<label>.stderr`.
+/// With LISTEN `0` the system picks the port: read it with [`ready_port`].
 pub fn proxy_cmd(
     dir: &TempDir,
     label: &str,
@@ -160,30 +155,38 @@ pub fn proxy_cmd(
     extra: &[&str],
 ) -> Command {
     let stats = format!("unix:{}", stats_sock(dir).display());
+    let ready = ready_file(dir, label);
+    let _ = std::fs::remove_file(&ready);
+    let ready = ready.display().to_string();
     let mut args = vec![
-        "proxy", "--source", source, "--listen", listen, "--stats", &stats,
+        "proxy",
+        "--source",
+        source,
+        "--listen",
+        listen,
+        "--stats",
+        &stats,
+        "--ready-file",
+        &ready,
     ];
     args.extend_from_slice(extra);
     elstream_cmd(dir, label, &args)
 }
 
-/// [`proxy_cmd`] labelled "proxy" from `unix:SOCK` to TCP `port`, up and answering.
-pub fn proxy_up(dir: &TempDir, sock: &Path, port: u16, extra: &[&str]) -> ChildGuard {
+/// [`proxy_cmd`] labelled "proxy" from `unix:SOCK` to a TCP port the system
+/// picks, up and answering; and that port.
+pub fn proxy_up(dir: &TempDir, sock: &Path, extra: &[&str]) -> (ChildGuard, u16) {
     let source = format!("unix:{}", sock.display());
-    let mut p = ChildGuard::spawn(&mut proxy_cmd(
-        dir,
-        "proxy",
-        &source,
-        &port.to_string(),
-        extra,
-    ));
+    let mut p = ChildGuard::spawn(&mut proxy_cmd(dir, "proxy", &source, "0", extra));
     wait_stats_of(dir, &mut p, "proxy");
-    p
+    let port = ready_port(dir, "proxy");
+    (p, port)
 }
 
-/// `elstream recv udp://127.0.0.1:PORT -o OUT` for one session, once it is bound.
-pub fn udp_recv(dir: &TempDir, label: &str, port: u16, out: &Path) -> ChildGuard {
-    let g = ChildGuard::spawn(&mut elstream_cmd(
+fn recv_udp_cmd(dir: &TempDir, label: &str, port: u16, out: &Path) -> ChildGuard {
+    let ready = ready_file(dir, label);
+    let _ = std::fs::remove_file(&ready);
+    ChildGuard::spawn(&mut elstream_cmd(
         dir,
         label,
         &[
@@ -195,10 +198,26 @@ pub fn udp_recv(dir: &TempDir, label: &str, port: u16, out: &Path) -> ChildGuard
             "1",
             "--idle-timeout",
             "120s",
+            "--ready-file",
+            ready.to_str().unwrap(),
         ],
-    ));
-    wait_udp_bound(port);
+    ))
+}
+
+/// `elstream recv udp://127.0.0.1:PORT -o OUT` for one session, once it is
+/// bound (its ready file says so).
+pub fn udp_recv(dir: &TempDir, label: &str, port: u16, out: &Path) -> ChildGuard {
+    let g = recv_udp_cmd(dir, label, port, out);
+    ready_lines(&ready_file(dir, label));
     g
+}
+
+/// `elstream recv udp://127.0.0.1:0 -o OUT` for one session, once bound; and
+/// the port the system gave it.
+pub fn udp_recv_any(dir: &TempDir, label: &str, out: &Path) -> (ChildGuard, u16) {
+    let g = recv_udp_cmd(dir, label, 0, out);
+    let ports = ready_ports(&ready_file(dir, label), "recv");
+    (g, ports[0])
 }
 
 /// Bytes as (lossy) text, for messages and comparisons.
@@ -222,4 +241,36 @@ pub fn set_rlimit(cmd: &mut Command, resource: libc::__rlimit_resource_t, bytes:
             Ok(())
         });
     }
+}
+
+/// The lines of a `--ready-file`, once the child wrote it (every socket bound).
+pub fn ready_lines(path: &Path) -> Vec<String> {
+    assert!(
+        wait_for_path(path, LONG),
+        "no ready file {} (the child did not come up)",
+        path.display()
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Ports of the `KIND tcp://HOST:PORT` (or `KIND udp://...`) lines of a ready
+/// file, in order; `KIND` is `listen`, `stats`, `control` or `recv`.
+pub fn ready_ports(path: &Path, kind: &str) -> Vec<u16> {
+    ready_lines(path)
+        .iter()
+        .filter_map(|l| l.strip_prefix(kind)?.strip_prefix(' '))
+        .filter_map(|a| a.split('?').next()?.rsplit(':').next()?.parse().ok())
+        .collect()
+}
+
+/// The port of the first TCP `listen` line of a ready file.
+pub fn ready_tcp_port(path: &Path) -> u16 {
+    let ports = ready_ports(path, "listen");
+    *ports
+        .first()
+        .unwrap_or_else(|| panic!("no listen line in {:?}", ready_lines(path)))
 }

@@ -1,4 +1,4 @@
-//! Sinks that see the proxy's stream off the loop thread: plugins and the
+//! Consumers that see the proxy's stream off the loop thread: plugins and the
 //! recorder. Each runs on its own thread behind a queue bounded in bytes; when
 //! it is full the newest blocks are dropped for that sink (counted, and told
 //! to it through `on_drop` before its next block), so a slow sink never slows
@@ -21,7 +21,7 @@ pub enum Item {
 
 /// A consumer of the stream. Errors disable the sink (with a message); the
 /// proxy carries on.
-pub trait Sink: Send {
+pub trait Consumer: Send {
     fn name(&self) -> String;
     fn on_header(&mut self, header: &[u8]) -> Result<(), String>;
     fn on_block(&mut self, block: &[u8]) -> Result<(), String>;
@@ -51,7 +51,7 @@ struct Shared {
 }
 
 /// The loop thread's handle on one sink thread.
-pub struct SinkHost {
+pub struct ConsumerThread {
     pub name: String,
     shared: Arc<Shared>,
     limit: usize,
@@ -59,8 +59,8 @@ pub struct SinkHost {
     done: Arc<(Mutex<bool>, Condvar)>,
 }
 
-impl SinkHost {
-    pub fn spawn(mut sink: Box<dyn Sink>, limit: usize) -> std::io::Result<SinkHost> {
+impl ConsumerThread {
+    pub fn spawn(mut sink: Box<dyn Consumer>, limit: usize) -> std::io::Result<ConsumerThread> {
         let name = sink.name();
         let shared = Arc::new(Shared {
             q: Mutex::new(Queue::default()),
@@ -77,7 +77,7 @@ impl SinkHost {
                 *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 cv.notify_all();
             })?;
-        Ok(SinkHost {
+        Ok(ConsumerThread {
             name,
             shared,
             limit,
@@ -133,7 +133,7 @@ impl SinkHost {
     }
 }
 
-fn run_sink(sink: &mut dyn Sink, shared: &Shared, name: &str) {
+fn run_sink(sink: &mut dyn Consumer, shared: &Shared, name: &str) {
     loop {
         let (item, dropped) = {
             let mut q = shared.q.lock().unwrap_or_else(|e| e.into_inner());
