@@ -12,6 +12,8 @@
 #   GHC_SRC_TARBALL    use this ghc_9.0.2.orig.tar.xz instead of apt-get source
 #   GHC_PATCHED_WAYS   RTS ways to patch (default: "thr_l"; also: l thr v)
 #   GHC                the ghc to build with (default: ghc)
+#   GHC_PATCHES_UPTO   apply only the patches numbered up to this (e.g. 6:
+#                      an RTS without patch 7's GHC 10.0 trace flags)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,8 +66,13 @@ tar -xJf "$tarball" -C "$src" --strip-components=1 \
     "ghc-$version/rts" "ghc-$version/includes" "ghc-$version/utils/fs"
 
 # --- 2. patches --------------------------------------------------------------
-patches=("$here/$version"/*.patch)
-[ -e "${patches[0]}" ] || die "no patches in $here/$version"
+patches=()
+for p in "$here/$version"/*.patch; do
+    n=$(basename "$p" | sed -E 's/^0*([0-9]+)-.*/\1/')
+    [ -n "${GHC_PATCHES_UPTO:-}" ] && [ "$n" -gt "$GHC_PATCHES_UPTO" ] && continue
+    patches+=("$p")
+done
+[ -e "${patches[0]:-}" ] || die "no patches in $here/$version"
 for p in "${patches[@]}"; do
     log "applying $(basename "$p")"
     if command -v patch >/dev/null; then

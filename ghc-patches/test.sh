@@ -6,6 +6,7 @@
 #   - rts_flushEventLog from a foreign thread writes out a quiet capability
 #   - so does GHC 9.2's public flushEventLog(NULL) (patch 6's backport)
 #   - rts_setTraceFlag switches classes off and on (TRACE_cap consistent)
+#   - GHC 10.0's getTraceFlag/setTraceFlag (patch 7's backport) do too
 #   - rts_resyncEventLog re-posts the start-up state at once
 #   - --eventlog-flush-interval flushes with no call at all
 #   - --eventlog-buffer-size makes the capability blocks small
@@ -58,6 +59,11 @@ run test test "$work/load-patched" -l "-ol$work/test/run.eventlog"
 echo "== 1b. GHC 9.2's public flushEventLog(NULL) and NullEventLogWriter (backported) =="
 run api92 api92 "$work/load-patched" -l "-ol$work/api92/run.eventlog"
 "$work/check" api92 "$work/api92"
+
+echo "== 1c. GHC 10.0's getTraceFlag/setTraceFlag (backported, patch 7) =="
+quiet_ghc "$out/bin/ghc" -O1 -threaded -eventlog -rtsopts -no-hs-main -outputdir "$work/build-flags10" \
+    "$here/test/flags10.c" -o "$work/flags10"
+"$work/flags10" +RTS -l "-ol$work/flags10.eventlog" -RTS
 
 echo "== 2. --eventlog-flush-interval=0.1, no calls =="
 run quiet quiet "$work/load-patched" -l --eventlog-flush-interval=0.1 "-ol$work/quiet/run.eventlog"
