@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo: a threaded Haskell program streams its eventlog live through the
-# shim to `elstream proxy`, and `elstream watch` shows it as it happens.
-# Installs what it needs on a fresh Debian machine. Runs about 15 seconds.
+# shim to `elstream proxy` and the web view (`elstream ui`, open
+# http://127.0.0.1:8080 while it runs), and `elstream watch` shows it as it
+# happens. Installs what it needs on a fresh Debian machine. Runs about 20
+# seconds; ELSTREAM_DEMO_HOLD=SECONDS keeps the page up that long afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -32,6 +34,13 @@ echo "== elstream proxy: unix:$sock -> tcp://127.0.0.1:$port (try: nc 127.0.0.1 
 pids+=($!)
 sleep 0.5
 
+ui_port=${ELSTREAM_DEMO_UI_PORT:-8080}
+echo "== elstream ui: the live web view on http://127.0.0.1:$ui_port (capability timeline, GC, heap, spans, control)"
+"$elstream" ui --no-discover --listen "127.0.0.1:$ui_port" "unix:$sock" 2> "$work/ui.err" &
+pids+=($!)
+sleep 1
+curl -fsS "http://127.0.0.1:$ui_port/" >/dev/null 2>&1 && echo "   (the page answers)" || echo "   (the page did not answer: see below)"
+
 echo "== elstream ctl: the shim's status"
 "$elstream" ctl --to "unix:$sock.ctl" status | grep -E '^(rts|link|classes|flush-mechanism|flush-interval)='
 
@@ -48,3 +57,8 @@ sleep 2
 wait "$demo"
 echo "== the program finished:"; cat "$work/demo.out" | grep -E '^(user-events|markers)'
 wait "$watcher" || true
+if [ -n "${ELSTREAM_DEMO_HOLD:-}" ]; then
+  echo "== the page stays up for $ELSTREAM_DEMO_HOLD s: http://127.0.0.1:$ui_port"
+  sleep "$ELSTREAM_DEMO_HOLD"
+fi
+[ -s "$work/ui.err" ] && { echo "== elstream ui said:"; cat "$work/ui.err"; } || true

@@ -12,7 +12,7 @@ use elstream_format::{events, Frame, StreamDecoder};
 
 use crate::stats::{median, percentile, secs, Table};
 
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     // Instant has no public epoch; GHC's getMonotonicTimeNSec is CLOCK_MONOTONIC.
     let mut ts = libc::timespec {
         tv_sec: 0,

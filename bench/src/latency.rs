@@ -17,7 +17,6 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use elstream::stream::Stream;
 use elstream::writer::WRITER;
 use elstream_format::{Frame, StreamDecoder, DATA_END};
 
@@ -133,11 +132,13 @@ pub fn child(a: ChildArgs) {
     // SAFETY: the FFI edge: the C-main path, where the RTS calls init once
     // before any write; with no RTS linked it starts the stream from $ELSTREAM.
     unsafe { init() };
-    let stream = Stream::get().expect("the writer started a stream from $ELSTREAM");
+    let stream = elstream::lifecycle::get()
+        .expect("the writer started a stream from $ELSTREAM")
+        .shared();
 
     let stop = Arc::new(AtomicBool::new(false));
     let consumer = {
-        let socket = stream.config.socket.clone();
+        let socket = stream.config().socket.clone();
         let stop = stop.clone();
         let mode = a.consumer;
         std::thread::spawn(move || {
@@ -165,7 +166,7 @@ pub fn child(a: ChildArgs) {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stream.consumers.consumers.load(Ordering::Relaxed) < 1 {
+    while stream.consumers().consumers.load(Ordering::Relaxed) < 1 {
         assert!(Instant::now() < deadline, "the consumer never registered");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -176,37 +177,32 @@ pub fn child(a: ChildArgs) {
     // Each writer writes every `interval`; the writers are spread over it.
     let interval = (a.pace_mbps > 0.0)
         .then(|| Duration::from_secs_f64(a.writers as f64 * mean_block / (a.pace_mbps * 1e6)));
-    let barrier = Barrier::new(a.writers);
+    // The yardstick, timed in the same loop just before each write call (same
+    // threads, pacing, consumer and machine load): a plain copy of the block
+    // into a ring-sized buffer of the writer's own, touched first and cycled
+    // through like the ring.
+    let cap = stream.ring().capacity();
     let started = Instant::now();
-    let mut calls: Vec<(Instant, u64)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..a.writers)
-            .map(|w| {
-                let (blocks, barrier) = (&blocks, &barrier);
-                s.spawn(move || {
-                    let mut lat = Vec::with_capacity(per_writer);
-                    barrier.wait();
-                    let t0 = Instant::now();
-                    for i in 0..per_writer {
-                        if let Some(iv) = interval {
-                            let due = t0 + iv * i as u32 + iv * w as u32 / a.writers as u32;
-                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                                std::thread::sleep(wait);
-                            }
-                        }
-                        let block = &blocks[(i * a.writers + w) % blocks.len()];
-                        let t = Instant::now();
-                        rts_write(block);
-                        lat.push((t, t.elapsed().as_nanos() as u64));
-                    }
-                    lat
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("writer thread"))
-            .collect()
+    let timed = timed_calls(&blocks, a.writers, per_writer, interval, |_| {
+        let mut dst = vec![1u8; cap / a.writers];
+        let mut off = 0;
+        move |block: &[u8]| {
+            if off + block.len() > dst.len() {
+                off = 0;
+            }
+            let t = Instant::now();
+            dst[off..off + block.len()].copy_from_slice(std::hint::black_box(block));
+            std::hint::black_box(&dst);
+            let copy = t.elapsed().as_nanos() as u64;
+            off += block.len();
+            let t = Instant::now();
+            rts_write(block);
+            (copy, t.elapsed().as_nanos() as u64)
+        }
     });
+    let mut memcpy: Vec<u64> = timed.iter().map(|c| c.1 .0).collect();
+    memcpy.sort_unstable();
+    let mut calls: Vec<(Instant, u64)> = timed.iter().map(|c| (c.0, c.1 .1)).collect();
     let elapsed = started.elapsed();
 
     if a.consumer == Consumer::Reading {
@@ -214,7 +210,7 @@ pub fn child(a: ChildArgs) {
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut last = u64::MAX;
         while Instant::now() < deadline {
-            let now = stream.consumers.bytes_delivered.load(Ordering::Relaxed);
+            let now = stream.consumers().bytes_delivered.load(Ordering::Relaxed);
             if now == last {
                 break;
             }
@@ -223,13 +219,13 @@ pub fn child(a: ChildArgs) {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let ring = stream.ring.counters();
-    let delivered = stream.consumers.bytes_delivered.load(Ordering::Relaxed);
-    let dropped = stream.consumers.blocks_dropped.load(Ordering::Relaxed);
+    let ring = stream.ring().counters();
+    let delivered = stream.consumers().bytes_delivered.load(Ordering::Relaxed);
+    let dropped = stream.consumers().blocks_dropped.load(Ordering::Relaxed);
     // The ring's first lap touches its pages for the first time (page faults):
     // reported apart from the steady state that follows.
     calls.sort_unstable_by_key(|c| c.0);
-    let lap = ((stream.ring.capacity() as f64 / mean_block).ceil() as usize).min(calls.len() / 2);
+    let lap = ((stream.ring().capacity() as f64 / mean_block).ceil() as usize).min(calls.len() / 2);
     let mut first: Vec<u64> = calls[..lap].iter().map(|c| c.1).collect();
     let mut lat: Vec<u64> = calls[lap..].iter().map(|c| c.1).collect();
     first.sort_unstable();
@@ -238,7 +234,8 @@ pub fn child(a: ChildArgs) {
     let mean = lat.iter().sum::<u64>() as f64 / lat.len() as f64 / 1e3;
     println!(
         "RESULT lap={} lap_p50={:.1} lap_max={:.1} calls={} p50={:.1} p99={:.1} max={:.1} \
-         mean={:.1} written={} delivered={} evicted={} dropped={} secs={:.3}",
+         mean={:.1} written={} delivered={} evicted={} dropped={} secs={:.3} \
+         memcpy_p50={:.1} memcpy_p99={:.1} memcpy_max={:.1}",
         first.len(),
         us(percentile(&first, 50.0)),
         us(percentile(&first, 100.0)),
@@ -252,10 +249,54 @@ pub fn child(a: ChildArgs) {
         ring.blocks_evicted,
         dropped,
         elapsed.as_secs_f64(),
+        us(percentile(&memcpy, 50.0)),
+        us(percentile(&memcpy, 99.0)),
+        us(percentile(&memcpy, 100.0)),
     );
     // The consumer may be blocked in read; exiting ends it (and the I/O thread).
     let _ = consumer;
     std::process::exit(0);
+}
+
+/// Runs `per_writer` calls of `make(w)`'s function on each of `writers`
+/// threads (paced by `interval` when given); returns (start, what the call
+/// measured) of every call.
+fn timed_calls<T: Send, F: FnMut(&[u8]) -> T>(
+    blocks: &[Vec<u8>],
+    writers: usize,
+    per_writer: usize,
+    interval: Option<Duration>,
+    make: impl Fn(usize) -> F + Sync,
+) -> Vec<(Instant, T)> {
+    let barrier = Barrier::new(writers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let (barrier, make) = (&barrier, &make);
+                s.spawn(move || {
+                    let mut call = make(w);
+                    let mut lat = Vec::with_capacity(per_writer);
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    for i in 0..per_writer {
+                        if let Some(iv) = interval {
+                            let due = t0 + iv * i as u32 + iv * w as u32 / writers as u32;
+                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                        }
+                        let block = &blocks[(i * writers + w) % blocks.len()];
+                        lat.push((Instant::now(), call(block)));
+                    }
+                    lat
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("writer thread"))
+            .collect()
+    })
 }
 
 fn run_child(
@@ -315,6 +356,8 @@ pub fn run(log: &Path, dir: &Path, quick: bool) -> String {
         "p99 µs",
         "max µs",
         "mean µs",
+        "memcpy p50 / p99 / max µs",
+        "p99 ÷ memcpy, max ÷ memcpy",
         "first ring lap: calls, p50 / max µs",
         "achieved MB/s",
         "consumer got",
@@ -322,7 +365,7 @@ pub fn run(log: &Path, dir: &Path, quick: bool) -> String {
     let mut n = 0;
     for pace in [PACE_MBPS, 0.0] {
         for consumer in [Consumer::Reading, Consumer::Stalled] {
-            for writers in [1, 2] {
+            for writers in [1, 2, 4] {
                 n += 1;
                 let calls = if pace > 0.0 { paced_calls } else { flat_calls };
                 eprintln!(
@@ -354,6 +397,15 @@ pub fn run(log: &Path, dir: &Path, quick: bool) -> String {
                     r["p99"].clone(),
                     r["max"].clone(),
                     r["mean"].clone(),
+                    format!(
+                        "{} / {} / {}",
+                        r["memcpy_p50"], r["memcpy_p99"], r["memcpy_max"]
+                    ),
+                    format!(
+                        "{:.2}, {:.2}",
+                        f("p99") / f("memcpy_p50"),
+                        f("max") / f("memcpy_p50")
+                    ),
                     format!("{}, {} / {}", r["lap"], r["lap_p50"], r["lap_max"]),
                     format!("{:.0}", written / 1e6 / f("secs")),
                     delivered,
@@ -369,7 +421,11 @@ pub fn run(log: &Path, dir: &Path, quick: bool) -> String {
          alone; each row is its own process. Percentiles are over the steady state: the \
          ring's first lap (the first {RING} of blocks, whose pages the process touches for \
          the first time) is reported apart. \"Paced\" spreads the writes at the yield \
-         load's rate; \"back to back\" writes as fast as the calls return.\n\n{}",
+         load's rate; \"back to back\" writes as fast as the calls return. The memcpy \
+         columns time a plain copy of each block into a ring-sized buffer of the writer's \
+         own, just before each write call in the same loop (same threads, pacing, consumer \
+         and machine load); the ratios divide the write call's p99 and max by the \
+         memcpy's p50.\n\n{}",
         mean,
         table.render()
     )

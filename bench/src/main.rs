@@ -10,8 +10,10 @@
 mod flush;
 mod latency;
 mod load;
+mod metrics;
 mod parse;
 mod stats;
+mod ui;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +45,9 @@ struct Opts {
     /// Fewer calls per latency scenario (a smoke run, not for figures).
     #[arg(long, global = true)]
     quick: bool,
+    /// The ui bench without ThreadScope beside it (it takes minutes).
+    #[arg(long, global = true)]
+    no_threadscope: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,6 +62,10 @@ enum Cmd {
     Parse,
     /// Bench 4 only (flush latency, issue 4).
     Flush,
+    /// Bench 5 only (elstream metrics: CPU vs a plain consumer, scrape time).
+    Metrics,
+    /// Bench 6 only (elstream ui: live latency, CPU, RSS, bytes/s; upload of a large log vs ThreadScope).
+    Ui,
     /// One latency scenario in this process (run by `latency`).
     #[command(hide = true)]
     LatencyChild(latency::ChildArgs),
@@ -130,6 +139,24 @@ fn main() {
     if let Cmd::LatencyChild(a) = cmd {
         return latency::child(a);
     }
+    if let Cmd::Metrics = cmd {
+        let scratch = Scratch::new();
+        let log = need_log(&cli.opts, &scratch.0, &mut None);
+        println!(
+            "{}\n\n{}",
+            machine(),
+            metrics::run(&log, &scratch.0, cli.opts.rounds.min(5))
+        );
+        return;
+    }
+    if let Cmd::Ui = cmd {
+        let scratch = Scratch::new();
+        let log = need_log(&cli.opts, &scratch.0, &mut None);
+        let live = ui::live(&scratch.0, &log);
+        let up = ui::upload(&log, cli.opts.rounds.min(3), !cli.opts.no_threadscope);
+        println!("{}\n\n{live}\n{up}", machine());
+        return;
+    }
     let opts = cli.opts;
     let scratch = Scratch::new();
     let dir = &scratch.0;
@@ -140,7 +167,7 @@ fn main() {
         Cmd::Latency => (true, false, false),
         Cmd::Load => (false, true, false),
         Cmd::Parse => (false, false, true),
-        Cmd::LatencyChild(_) => unreachable!("handled above"),
+        Cmd::LatencyChild(_) | Cmd::Metrics | Cmd::Ui => unreachable!("handled above"),
     };
     let (do_lat, do_load, do_parse) = (do_lat || all, do_load || all, do_parse || all);
     let machine = machine();
