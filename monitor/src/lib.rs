@@ -32,7 +32,8 @@ pub use sessions::{Kind, Registry};
 #[derive(Clone, Debug)]
 pub struct Opts {
     pub listen: SocketAddr,
-    pub sources: Vec<Endpoint>,
+    /// Sources, each with the name its sessions take (`None`: the program's).
+    pub sources: Vec<(Option<String>, Endpoint)>,
     /// Where to find shim sockets (`elstream-<pid>.sock`); `None`: do not look.
     pub socket_dir: Option<PathBuf>,
     /// Required for a non-loopback `listen` (0600, as `elstream proxy --token-file`).
@@ -89,8 +90,8 @@ pub fn run(opts: Opts) -> Result<(), String> {
         ..Config::default()
     };
     let reg = Arc::new(Registry::new(cfg));
-    for ep in &opts.sources {
-        sessions::watch_source(reg.clone(), ep.clone());
+    for (label, ep) in &opts.sources {
+        sessions::watch_source(reg.clone(), label.clone(), ep.clone());
     }
     if let Some(dir) = &opts.socket_dir {
         sessions::discover(reg.clone(), dir.clone());
@@ -328,6 +329,7 @@ async fn eventlog(State(app): State<App>, Path(name): Path<String>) -> Response 
         let ep: Endpoint = s.source.parse().ok()?;
         let program = s.brief().name;
         let hit = s.id.to_string() == name
+            || s.label.as_deref() == Some(name.as_str())
             || elstream_format::sources::default_name(&ep) == name
             || program == name;
         (hit && (s.live.load(std::sync::atomic::Ordering::Relaxed)
@@ -677,6 +679,10 @@ pub struct Args {
     /// connection a session), tcp://HOST:PORT (a proxy's subscription),
     /// fifo:PATH, file:PATH (read and followed until its data end), or -.
     pub sources: Vec<Endpoint>,
+    /// A source whose sessions are named NAME (on the page and in
+    /// /sessions/NAME/eventlog): NAME=ENDPOINT, ENDPOINT as above. Repeatable.
+    #[arg(long = "source", value_name = "NAME=ENDPOINT", value_parser = parse_named_source)]
+    pub named: Vec<(String, Endpoint)>,
     /// Address to serve the page on. Anything but loopback needs --token-file.
     /// Port 0: the system picks one (see --ready-file).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -708,10 +714,23 @@ pub struct Args {
 }
 
 /// Runs `elstream ui`; the exit code (2: bad arguments, 3: cannot listen, 1: other).
+/// `NAME=ENDPOINT` (the name is required: a bare endpoint is a positional source).
+fn parse_named_source(s: &str) -> Result<(String, Endpoint), String> {
+    let (name, ep) = elstream_format::sources::split_name(s)?;
+    let name = name.ok_or_else(|| format!("{s:?}: expected NAME=ENDPOINT"))?;
+    let ep: Endpoint = ep.parse().map_err(|e| format!("{e}"))?;
+    Ok((name.to_string(), ep))
+}
+
 pub fn main(a: Args) -> i32 {
     let opts = Opts {
         listen: a.listen,
-        sources: a.sources,
+        sources: a
+            .sources
+            .into_iter()
+            .map(|ep| (None, ep))
+            .chain(a.named.into_iter().map(|(n, ep)| (Some(n), ep)))
+            .collect(),
         socket_dir: (!a.no_discover).then_some(a.socket_dir),
         token_file: a.token_file,
         max_upload: a.max_upload_mib << 20,

@@ -29,6 +29,9 @@ pub enum Kind {
 pub struct Session {
     pub id: u64,
     pub source: String,
+    /// The name given with `--source NAME=ENDPOINT`; without one the page
+    /// names a session after its program.
+    pub label: Option<String>,
     pub kind: Kind,
     /// Unix seconds when the session began.
     pub opened: f64,
@@ -74,6 +77,7 @@ impl Session {
                     .map_or(p.clone(), |f| f.to_string_lossy().into_owned())
             })
             .unwrap_or_else(|| self.source.clone());
+        let name = self.label.clone().unwrap_or(name);
         Brief {
             id: self.id,
             name,
@@ -121,9 +125,20 @@ impl Registry {
     }
 
     pub fn open(&self, source: String, kind: Kind, control: Option<PathBuf>) -> Arc<Session> {
+        self.open_named(None, source, kind, control)
+    }
+
+    pub fn open_named(
+        &self,
+        label: Option<String>,
+        source: String,
+        kind: Kind,
+        control: Option<PathBuf>,
+    ) -> Arc<Session> {
         let s = Arc::new(Session {
             id: self.next.fetch_add(1, Ordering::Relaxed) + 1,
             source,
+            label,
             kind,
             opened: now(),
             control,
@@ -216,19 +231,20 @@ fn control_of(ep: &Endpoint) -> Option<PathBuf> {
 /// Watches a source given on the command line: a socket is reconnected
 /// (each connection a new session, so a restarted program is a new one);
 /// a file or FIFO is read once (a file followed like `tail -f` until its data end).
-pub fn watch_source(reg: Arc<Registry>, ep: Endpoint) {
+/// `label` names its sessions (`--source NAME=ENDPOINT`).
+pub fn watch_source(reg: Arc<Registry>, label: Option<String>, ep: Endpoint) {
     std::thread::spawn(move || loop {
         let reconnect = matches!(ep, Endpoint::Unix(_) | Endpoint::Tcp(_));
         match connect(&ep) {
             Ok(input) => {
                 let kind = if reconnect { Kind::Live } else { Kind::File };
-                let s = reg.open(ep.to_string(), kind, control_of(&ep));
+                let s = reg.open_named(label.clone(), ep.to_string(), kind, control_of(&ep));
                 s.live.store(true, Ordering::Relaxed);
                 pump(&s, input, matches!(ep, Endpoint::File(_)));
             }
             Err(e) => {
                 if !reconnect {
-                    let s = reg.open(ep.to_string(), Kind::File, None);
+                    let s = reg.open_named(label.clone(), ep.to_string(), Kind::File, None);
                     *s.ended.lock().unwrap() = Some(format!("cannot open: {e}"));
                     s.live.store(false, Ordering::Relaxed);
                 }

@@ -1,5 +1,7 @@
 //! `GET /sessions/NAME/eventlog` on `elstream ui`: plain tools (`curl ... >
 //! x.eventlog`) get a whole eventlog of a watched session, judged by ghc-events.
+//! The source is named with `--source web=unix:...`: the page lists the
+//! session as `web` and serves it by that name.
 
 mod common;
 
@@ -25,7 +27,7 @@ fn a_watched_session_streams_as_a_valid_eventlog_by_name() {
     let mut ui = ChildGuard::spawn(
         Command::new(release_bin("elstream"))
             .args(["ui", "--no-discover", "--listen", "127.0.0.1:0"])
-            .arg(format!("unix:{}", sock.display()))
+            .arg(format!("--source=web=unix:{}", sock.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
@@ -45,13 +47,23 @@ fn a_watched_session_streams_as_a_valid_eventlog_by_name() {
     // 404 until the UI has the session; then the stream runs to the data end.
     let mut got = None;
     assert!(wait_until(TIMEOUT, || {
-        let (status, head, body) = http(port, "GET", "/sessions/app/eventlog", &[], b"");
+        let (status, head, body) = http(port, "GET", "/sessions/web/eventlog", &[], b"");
         if status == 200 {
             assert!(head.contains("application/octet-stream"), "{head}");
             got = Some(body);
         }
         got.is_some()
     }));
+    let (status, _, body) = http(port, "GET", "/api/sessions", &[], b"");
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["web"], "{list}");
     let out = demo.wait_timeout(TIMEOUT);
     assert!(out.status.success(), "{out:?}");
     let want = parse_counts(&String::from_utf8_lossy(&out.stdout))["user-events"];
