@@ -317,7 +317,9 @@ impl StateCache {
         self.entries.len()
     }
 
-    /// The state as global blocks, in [`ORDER`]; types the header does not
+    /// The state as global blocks, in replay order (what a parser needs
+    /// first: capsets and capabilities, then the program's identity, heap
+    /// info, thread labels, sticky messages); types the header does not
     /// declare are left out.
     pub fn replay(&self, header: &Header) -> Vec<Vec<u8>> {
         let mut blocks = Vec::new();

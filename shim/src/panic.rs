@@ -1,7 +1,7 @@
 //! The panic boundary (after rustls-ffi's `panic.rs`) and the last error.
 //!
-//! Nothing unwinds into C or the RTS: every export runs in [`guard`] or
-//! [`status`]. A panic on one of the shim's own threads (I/O, RTS, control) is
+//! Nothing unwinds into C or the RTS: every export runs in `guard` or
+//! `status`. A panic on one of the shim's own threads (I/O, RTS, control) is
 //! caught by [`thread`] or [`catch`]: the program keeps running, the panic is
 //! kept for `status`, logged once per thread, and announced to consumers
 //! in-band (through the announcer the I/O thread registers).

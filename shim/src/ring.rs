@@ -371,7 +371,7 @@ impl Ring {
     }
 
     /// Copies the block at `at` onto the end of `out` and moves `at` on,
-    /// [`COPY_CHUNK`] bytes per pin, each chunk copied outside the lock. A block
+    /// `COPY_CHUNK` bytes per pin, each chunk copied outside the lock. A block
     /// evicted between chunks is reported as evicted and `out` left as it was.
     pub fn copy_block(&self, at: &mut Cursor, out: &mut Vec<u8>) -> Copied {
         let out_len = out.len();

@@ -148,7 +148,7 @@ fn hs_files(dir: &Path) -> Vec<PathBuf> {
 /// repository and /tmp are bind-mounted there at the same paths) and links
 /// against the root's libraries, so it cannot run on the host: the real binary
 /// is `<name>.bin` and `<name>` is a wrapper script that `exec`s it through
-/// chroot (the pid stays the program's, so signals and [`ChildGuard`] reach
+/// chroot (the pid stays the program's, so signals and [`ChildGuard`](crate::ChildGuard) reach
 /// it; the environment and working directory pass through).
 ///
 /// The hash covers the compiler (suite and version), the source, the flags,

@@ -4,9 +4,9 @@
 //!
 //! One adapter per RTS generation, behind [`Adapter`], chosen at start from the
 //! symbols the linked RTS exports (`glue::elstream_glue_generation`):
-//! [`ghc90`] (9.0: the shim stops the world around start/end itself),
-//! [`ghc92`] (9.2+: start/end/flush stop the world themselves; 10.0+'s trace
-//! flags for classes where present) and [`patched`] (ghc-patches/ on 9.0.2).
+//! `ghc90` (9.0: the shim stops the world around start/end itself),
+//! `ghc92` (9.2+: start/end/flush stop the world themselves; 10.0+'s trace
+//! flags for classes where present) and `patched` (ghc-patches/ on 9.0.2).
 
 mod ghc90;
 mod ghc92;
