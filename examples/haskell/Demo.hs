@@ -28,7 +28,7 @@ import Data.List (foldl', isPrefixOf)
 import qualified Data.Map.Strict as M
 import Debug.Trace (traceEventIO, traceMarkerIO)
 import GHC.Conc (labelThread)
-import GHC.Eventlog.Stream (consumers, startWith, stats, stop)
+import GHC.Eventlog.Stream (startWith, stop, waitForConsumers)
 import System.Environment (getArgs)
 import System.IO
 import System.Posix.Process (getProcessID)
@@ -54,7 +54,7 @@ main = do
     [] -> pure ()
     (cfg : _) -> startWith (drop 1 cfg) -- "=CONFIG" or ""
   forM_ [read (drop 17 f) | f <- flags, "--wait-consumers=" `isPrefixOf` f] $ \n ->
-    waitConsumers n (600 :: Int)
+    void (waitForConsumers n 60000)
   myThreadId >>= \t -> labelThread t "demo main"
   traceEventIO "DEMO begin"
   forM_ [0 .. rounds - 1] $ \r -> do
@@ -78,7 +78,4 @@ main = do
   putStrLn ("user-events " ++ show (2 + 2 * workers * rounds))
   putStrLn ("markers " ++ show rounds)
   where
-    waitConsumers n tries = do
-      c <- consumers <$> stats
-      when (c < n && tries > 0) $ threadDelay 100000 >> waitConsumers n (tries - 1)
     span' as = ([a | a <- as, "--" `isPrefixOf` a], [a | a <- as, not ("--" `isPrefixOf` a)])

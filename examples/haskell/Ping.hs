@@ -20,10 +20,7 @@ main = do
   [cfg, n, ms, busy] <- getArgs
   hSetBuffering stdout LineBuffering
   startWith cfg
-  let waitConsumer = do
-        s <- stats
-        when (consumers s < 1) (threadDelay 10000 >> waitConsumer)
-  waitConsumer
+  _ <- waitForConsumers 1 0
   replicateM_ (read busy) (forkIO (forever yield))
   forM_ [1 .. read n :: Int] $ \_ -> do
     t <- getMonotonicTimeNSec

@@ -16,7 +16,7 @@ import Control.Concurrent
 import Control.Monad
 import Data.List (isPrefixOf, partition)
 import Debug.Trace (traceEventIO)
-import GHC.Eventlog.Stream (consumers, startWith, stats, stop)
+import GHC.Eventlog.Stream (startWith, stop, waitForConsumers)
 import System.Environment (getArgs)
 import System.IO
 import System.Posix.Process (getProcessID)
@@ -37,7 +37,7 @@ main = do
     [] -> pure ()
     (cfg : _) -> startWith (drop 1 cfg)
   forM_ [read (drop 17 f) | f <- flags, "--wait-consumers=" `isPrefixOf` f] $ \n ->
-    waitConsumers n (600 :: Int)
+    void (waitForConsumers n 60000)
   traceEventIO "YIELD begin"
   dones <- forM [1 .. threads] $ \_ -> do
     done <- newEmptyMVar
@@ -47,7 +47,3 @@ main = do
   traceEventIO "YIELD end"
   unless (null stream) stop
   putStrLn "user-events 2"
-  where
-    waitConsumers n tries = do
-      c <- consumers <$> stats
-      when (c < n && tries > 0) $ threadDelay 100000 >> waitConsumers n (tries - 1)

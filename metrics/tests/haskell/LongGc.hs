@@ -11,7 +11,7 @@ import Control.Monad (forM_, when)
 import qualified Data.Map.Strict as M
 import Data.List (foldl', isPrefixOf)
 import Debug.Trace (traceEventIO)
-import GHC.Eventlog.Stream (consumers, startWith, stats, stop)
+import GHC.Eventlog.Stream (startWith, stop, waitForConsumers)
 import System.Environment (getArgs)
 import System.Mem (performMajorGC)
 
@@ -23,7 +23,7 @@ main = do
       long = take 1 pos == ["long"]
       n = if length pos > 1 then read (pos !! 1) else 1000000 :: Int
   startWith cfg
-  waitConsumers (600 :: Int)
+  _ <- waitForConsumers 1 60000
   let m = if long then foldl' (\acc k -> M.insert k k acc) M.empty [1 .. n] else M.singleton 1 1
   M.size m `seq` traceEventIO "built"
   forM_ [1 .. 3 :: Int] $ \i -> do
@@ -34,7 +34,3 @@ main = do
   when (M.foldl' (+) 0 m < 0) $ putStrLn "impossible"
   stop
   putStrLn "major-gcs 3"
-  where
-    waitConsumers tries = do
-      c <- consumers <$> stats
-      when (c < 1 && tries > 0) $ threadDelay 100000 >> waitConsumers (tries - 1)

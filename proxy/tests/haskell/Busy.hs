@@ -17,7 +17,7 @@ import Data.IORef
 import Data.List (foldl')
 import qualified Data.Map.Strict as M
 import Debug.Trace (traceEventIO, traceMarkerIO)
-import GHC.Eventlog.Stream (consumers, startWith, stats, stop)
+import GHC.Eventlog.Stream (startWith, stop, waitForConsumers)
 import System.Environment (getArgs)
 import System.IO
 
@@ -26,11 +26,7 @@ main = do
   [cfg, wantS, delayS] <- getArgs
   hSetBuffering stdout LineBuffering
   startWith cfg
-  let waitFor :: Int -> IO ()
-      waitFor tries = do
-        c <- consumers <$> stats
-        when (c < read wantS && tries > 0) $ threadDelay 100000 >> waitFor (tries - 1)
-  waitFor 1200
+  _ <- waitForConsumers (read wantS) 120000
   stopFlag <- newIORef False
   _ <- forkIO $ do
     let loop = do

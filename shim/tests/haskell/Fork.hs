@@ -19,10 +19,7 @@ main = do
   [cfg] <- getArgs
   hSetBuffering stdout LineBuffering
   startWith cfg
-  let waitConsumer = do
-        s <- stats
-        when (consumers s < 1) (threadDelay 10000 >> waitConsumer)
-  waitConsumer
+  _ <- waitForConsumers 1 0
   traceEventIO "parent before"
   pid <- forkProcess $ do
     replicateM_ 100 (traceEventIO "child event")

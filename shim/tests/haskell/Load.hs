@@ -20,7 +20,7 @@ import Data.List (foldl', isPrefixOf)
 import qualified Data.Map.Strict as M
 import Debug.Trace (traceEventIO, traceMarkerIO)
 import GHC.Conc (labelThread, par, pseq)
-import GHC.Eventlog.Stream (consumers, startWith, stats)
+import GHC.Eventlog.Stream (startWith, waitForConsumers)
 import System.Environment (getArgs)
 import System.IO
 
@@ -40,7 +40,7 @@ main = do
     [] -> pure ()
     (cfg : _) -> startWith (drop 1 cfg)
   forM_ [read (drop 17 f) | f <- flags, "--wait-consumers=" `isPrefixOf` f] $ \n ->
-    waitConsumers n (600 :: Int)
+    void (waitForConsumers n 30000)
   me <- myThreadId
   labelThread me "load-main"
   traceEventIO "LOAD begin"
@@ -66,7 +66,3 @@ main = do
   putStrLn ("user-events " ++ show (2 + 2 * workers * rounds))
   putStrLn ("markers " ++ show rounds)
   putStrLn ("spans " ++ show (workers * rounds))
-  where
-    waitConsumers n tries = do
-      c <- consumers <$> stats
-      when (c < n && tries > 0) $ threadDelay 50000 >> waitConsumers n (tries - 1)

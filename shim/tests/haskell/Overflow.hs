@@ -20,10 +20,7 @@ main = do
   hSetBuffering stdout LineBuffering
   startWith cfg
   putStrLn "started"
-  let waitConsumer = do
-        s <- stats
-        when (consumers s < 1) (threadDelay 10000 >> waitConsumer)
-  waitConsumer
+  _ <- waitForConsumers 1 0
   putStrLn "connected"
   traceEventIO "OVERFLOW begin"
   dones <- forM [1 .. 4 :: Int] $ \_ -> do

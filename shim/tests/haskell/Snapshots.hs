@@ -19,10 +19,7 @@ main = do
   [cfg, n] <- getArgs
   hSetBuffering stdout LineBuffering
   startWith cfg
-  let waitConsumer = do
-        s <- stats
-        when (consumers s < 1) (threadDelay 10000 >> waitConsumer)
-  waitConsumer
+  _ <- waitForConsumers 1 0
   putStrLn "connected"
   forM_ [1, 2001 .. read n :: Int] $ \from -> do
     forM_ [from .. min (read n) (from + 1999)] $ \i -> traceEventIO ("msg " ++ show i)

@@ -17,10 +17,7 @@ main = do
   [cfg] <- getArgs
   hSetBuffering stdout LineBuffering
   startWith cfg
-  let waitConsumer = do
-        s <- stats
-        when (consumers s < 1) (threadDelay 10000 >> waitConsumer)
-  waitConsumer
+  _ <- waitForConsumers 1 0
   replicateM_ 2 (forkIO (forever yield))
   forM_ [1 .. 20 :: Int] $ \i -> traceEventIO ("before " ++ show i) >> threadDelay 5000
   stop

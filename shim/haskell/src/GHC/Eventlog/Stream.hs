@@ -34,9 +34,10 @@ module GHC.Eventlog.Stream
     -- * Counters
   , Stats (..)
   , stats
+  , waitForConsumers
   ) where
 
-import Control.Concurrent (rtsSupportsBoundThreads, runInBoundThread)
+import Control.Concurrent (rtsSupportsBoundThreads, runInBoundThread, threadDelay)
 import Control.Exception (Exception, bracket_, finally, throwIO)
 import Debug.Trace (traceEventIO, traceMarkerIO)
 import Data.Word (Word32, Word64)
@@ -199,6 +200,21 @@ stats :: IO Stats
 stats = allocaBytes (sizeOf (undefined :: Stats)) $ \p -> do
   checked "elstream_get_stats" (c_elstream_get_stats p)
   peek p
+
+-- | Waits until at least @n@ consumers are connected, or @timeoutMs@
+-- milliseconds have passed (0: for ever); 'True' if they are. A program that
+-- must not run ahead of its first reader (a demo, a test, a short job) calls
+-- it after 'startWith'. Polls 'stats' every 10 ms.
+waitForConsumers :: Int -> Int -> IO Bool
+waitForConsumers n timeoutMs = go (0 :: Int)
+  where
+    go waited = do
+      c <- consumers <$> stats
+      if fromIntegral c >= n
+        then pure True
+        else if timeoutMs > 0 && waited >= timeoutMs
+          then pure False
+          else threadDelay 10000 >> go (waited + 10)
 
 -- | Switches streaming on or off as a whole (the RTS stops posting events
 -- while off when the shim is linked statically).
