@@ -2,7 +2,7 @@
 //! consumer (`elstream recv` to /dev/null) on the same eventlog served over
 //! TCP at 120 MB/s, and the time of one `/metrics` scrape with 10 sessions
 //! of 100 span names each. And the issue's measure: the proxy's CPU with
-//! `--metrics` on and a scraper every second ÷ the same proxy without it,
+//! `--metrics` and `--otlp` on (a scrape and an export every second) ÷ the same proxy without it,
 //! each relaying the same paced stream to one subscriber.
 
 use std::io::{Read, Write};
@@ -132,8 +132,8 @@ fn scrape_value(addr: &str, series: &str) -> Option<f64> {
 
 /// One proxy run: `elstream proxy` reading the paced stream from a TCP
 /// source, relaying it to one `elstream recv` subscriber (the source is read
-/// once it is there), with `--metrics` and a scrape every second when
-/// `metrics`. Returns (proxy CPU s, wall s, feed-dropped blocks).
+/// once it is there), with `--metrics`, a scrape every second and `--otlp`
+/// every second when `metrics`. Returns (proxy CPU s, wall s, feed-dropped blocks).
 fn proxy_round(bytes: &std::sync::Arc<Vec<u8>>, metrics: bool) -> (f64, f64, f64) {
     let (port, h) = pace(bytes.clone());
     let ready = std::env::temp_dir().join(format!(
@@ -154,7 +154,11 @@ fn proxy_round(bytes: &std::sync::Arc<Vec<u8>>, metrics: bool) -> (f64, f64, f64
     ])
     .arg(&ready);
     if metrics {
-        cmd.args(["--metrics", "127.0.0.1:0"]);
+        // OTLP on too, every second, to a port nobody listens on (each
+        // export fails at once and is counted): the issue's "/metrics and OTLP on".
+        cmd.args(["--metrics", "127.0.0.1:0", "--otlp"])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "1000");
     }
     let mut proxy = cmd
         .stdout(Stdio::null())
@@ -340,7 +344,7 @@ pub fn run(log: &Path, dir: &Path, rounds: usize) -> String {
         "### Metrics (bench 5)\n\n`elstream metrics` (a tcp source) vs a plain consumer (`elstream recv -o /dev/null`), \
          the same {:.0} MB yield-load eventlog served at 120 MB/s; CPU = utime + stime of the consumer.\n\n{}\n\
          Median ratio metrics ÷ plain consumer: **{med:.2}**.\n\n\
-         `elstream proxy --metrics` (a scrape every second) vs the same proxy without it, each relaying \
+         `elstream proxy --metrics --otlp` (a scrape and an OTLP export every second, the receiver down) vs the same proxy without them, each relaying \
          the same stream at 120 MB/s from a TCP source to one `elstream recv` subscriber; CPU = utime + stime \
          of the proxy.\n\n{}\n\
          Median ratio proxy with /metrics ÷ plain proxying: **{pmed:.2}** (target ≤ 1.05: {}).\n\n\

@@ -142,37 +142,37 @@ impl Queue {
 
     /// The queue's own families (in `/metrics` and OTLP).
     pub fn families(&self, start: f64) -> Vec<Family> {
-        let mut b = Family::new(
-            "elstream_feed_dropped_blocks",
-            "Blocks the proxy could not hand to its metrics thread (its queue was full); \
-             the models miss them, subscribers do not.",
-            None,
-            Kind::Counter,
-        );
-        b.push(
-            Vec::new(),
-            self.dropped_blocks.load(Ordering::Relaxed) as f64,
-            start,
-        );
-        let mut d = Family::new(
-            "elstream_feed_dropped",
-            "Bytes of the blocks in elstream_feed_dropped_blocks.",
-            Some("bytes"),
-            Kind::Counter,
-        );
-        d.push(
-            Vec::new(),
-            self.dropped_bytes.load(Ordering::Relaxed) as f64,
-            start,
-        );
-        let mut q = Family::new(
-            "elstream_feed_queued",
-            "Bytes of blocks waiting for the proxy's metrics thread.",
-            Some("bytes"),
-            Kind::Gauge,
-        );
-        q.push(Vec::new(), self.queued_bytes() as f64, start);
-        vec![b, d, q]
+        let rows: [(&'static str, &'static str, Option<&'static str>, Kind, f64); 3] = [
+            (
+                "elstream_feed_dropped_blocks",
+                "Blocks the proxy could not hand to its metrics thread (its queue was full); \
+                 the models miss them, subscribers do not.",
+                None,
+                Kind::Counter,
+                self.dropped_blocks.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "elstream_feed_dropped",
+                "Bytes of the blocks in elstream_feed_dropped_blocks.",
+                Some("bytes"),
+                Kind::Counter,
+                self.dropped_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "elstream_feed_queued",
+                "Bytes of blocks waiting for the proxy's metrics thread.",
+                Some("bytes"),
+                Kind::Gauge,
+                self.queued_bytes() as f64,
+            ),
+        ];
+        rows.into_iter()
+            .map(|(name, help, unit, kind, v)| {
+                let mut f = Family::new(name, help, unit, kind);
+                f.push(Vec::new(), v, start);
+                f
+            })
+            .collect()
     }
 }
 
