@@ -88,7 +88,9 @@ impl Queue {
         let mut g = self.lock();
         let ok = match &m {
             Msg::Block { slot, bytes } => {
-                let ok = !g.lost.contains(slot) && g.bytes + bytes.len() <= self.max_bytes;
+                // An empty queue takes any block, so one bigger than the bound still passes.
+                let fits = g.bytes == 0 || g.bytes + bytes.len() <= self.max_bytes;
+                let ok = !g.lost.contains(slot) && fits;
                 if ok {
                     g.bytes += bytes.len();
                 } else {

@@ -38,6 +38,10 @@ fn prometheus_scrape_equals_ghc_events() {
     let j = demo_judged(&demo, &sock, &dir);
 
     figures_equal(&prom, &j);
+    assert_eq!(
+        prom.value(r#"elstream_source_sessions_total{session="demo"}"#),
+        Some(1.0)
+    );
     // The other rule kinds: every work span exceeds 0 s (max 3), the live
     // heap exceeds 1 KiB (once in the cooldown), no drops.
     let fired = |t: &str| {
@@ -58,8 +62,9 @@ fn prometheus_scrape_equals_ghc_events() {
 /// The same through `elstream proxy --metrics`: the proxy is Demo's shim
 /// consumer and serves /metrics itself (its metrics thread fed by the loop);
 /// Prometheus scrapes the proxy, and the figures equal ghc-events' on a
-/// second consumer's capture. Its feed dropped nothing, and every name the
-/// docs use is exported by `elstream metrics` or the proxy.
+/// second consumer's capture; a second run of Demo is a second session with
+/// its own figures. Its feed dropped nothing, and every name the docs use is
+/// exported by `elstream metrics` or the proxy.
 #[test]
 fn proxy_metrics_scrape_equals_ghc_events() {
     let demo = example("Demo");
@@ -89,6 +94,19 @@ fn proxy_metrics_scrape_equals_ghc_events() {
     assert_eq!(
         prom.value(r#"elstream_source_sessions_total{session="demo"}"#),
         Some(1.0)
+    );
+    // Demo again on the same socket: a new session of the proxy, and of its
+    // metrics, counting from 0 (the figures are the second run's alone).
+    let j = demo_judged(&demo, &sock, &dir);
+    prom.wait_value(
+        r#"elstream_session_number{session="demo"}"#,
+        Duration::from_secs(30),
+        |v| v == 2.0,
+    );
+    figures_equal(&prom, &j);
+    assert_eq!(
+        prom.value(r#"elstream_source_sessions_total{session="demo"}"#),
+        Some(2.0)
     );
     assert_eq!(
         scraped(&addr, "elstream_feed_dropped_blocks_total{}"),
@@ -183,7 +201,6 @@ fn figures_equal(prom: &Prometheus, j: &Judged) {
         j.pauses
     );
     assert!(q(&format!("sum(ghc_capability_mutator_seconds_total{s})")) > 0.0);
-    assert_eq!(q(&format!("elstream_source_sessions_total{s}")), 1.0);
 }
 
 /// Every metric name in docs/OPERATORS.md, the alerting rules and the
