@@ -238,3 +238,81 @@ fn take(src: &Source, f: &mut Feeder, bytes: &[u8], cfg: &Config) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(slot: usize, n: usize) -> Msg {
+        Msg::Block {
+            slot,
+            bytes: Arc::new(vec![0; n]),
+        }
+    }
+
+    fn start(slot: usize) -> Msg {
+        Msg::Start {
+            slot,
+            name: "a".into(),
+            endpoint: Endpoint::File("x".into()),
+            header: Arc::new(Vec::new()),
+        }
+    }
+
+    /// With nobody taking (a stalled metrics thread) pushes return at once;
+    /// blocks past the bound are dropped and counted, starts and ends are not.
+    #[test]
+    fn a_full_queue_drops_blocks_and_counts_them() {
+        let q = Queue::new(100);
+        let t = std::time::Instant::now();
+        q.push(start(0));
+        q.push(block(0, 60));
+        q.push(block(0, 60));
+        q.push(block(0, 40));
+        q.push(Msg::End {
+            slot: 0,
+            data_end: true,
+        });
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(q.dropped_blocks.load(Ordering::Relaxed), 1);
+        assert_eq!(q.dropped_bytes.load(Ordering::Relaxed), 60);
+        assert_eq!(q.queued_bytes(), 100);
+        let kinds: Vec<&str> = (0..4)
+            .map(|_| match q.pop() {
+                Msg::Start { .. } => "start",
+                Msg::Block { .. } => "block",
+                Msg::End { .. } => "end",
+            })
+            .collect();
+        assert_eq!(kinds, ["start", "block", "block", "end"]);
+        assert_eq!(q.queued_bytes(), 0);
+        // An empty queue takes a block bigger than the bound.
+        q.push(block(0, 500));
+        assert_eq!(q.queued_bytes(), 500);
+    }
+
+    /// A session whose start was dropped gets none of its blocks (they would
+    /// not decode without the header) until the next start.
+    #[test]
+    fn blocks_after_a_lost_start_are_dropped() {
+        let q = Queue::new(1 << 20);
+        for _ in 0..MAX_CONTROL {
+            q.push(Msg::End {
+                slot: 9,
+                data_end: false,
+            });
+        }
+        q.push(start(1));
+        q.push(block(1, 10));
+        assert_eq!(q.dropped_blocks.load(Ordering::Relaxed), 1);
+        for _ in 0..MAX_CONTROL {
+            q.pop();
+        }
+        q.push(block(1, 10));
+        assert_eq!(q.dropped_blocks.load(Ordering::Relaxed), 2);
+        q.push(start(1));
+        q.push(block(1, 10));
+        assert_eq!(q.dropped_blocks.load(Ordering::Relaxed), 2);
+        assert_eq!(q.queued_bytes(), 10);
+    }
+}
