@@ -6,6 +6,7 @@
 //! with backoff), one HTTP server (tiny_http), one discovery loop. A scrape
 //! takes each source's lock just long enough to read its totals.
 
+pub mod feed;
 pub mod figures;
 pub mod model;
 pub mod otlp;
@@ -102,6 +103,8 @@ pub struct Hub {
     /// Unix time the exporter started (per-source counters count from it).
     pub started: f64,
     pub otlp: OnceLock<Arc<otlp::OtlpStats>>,
+    /// Set when someone else feeds the sources (the proxy): its queue's counters.
+    pub feed: OnceLock<Arc<feed::Queue>>,
     pub triggers: Vec<Arc<trigger::Trigger>>,
 }
 
@@ -131,6 +134,7 @@ impl Hub {
             opts,
             started: source::now(),
             otlp: OnceLock::new(),
+            feed: OnceLock::new(),
         })
     }
 
@@ -144,6 +148,17 @@ impl Hub {
         source::spawn(src.clone(), self.opts.clone());
         v.push(src);
         true
+    }
+
+    /// The source `name`, added (with no reader: someone else feeds it) if new.
+    pub fn add_fed(&self, name: String, ep: Endpoint) -> Arc<Source> {
+        let mut v = self.sources.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = v.iter().find(|s| s.name == name) {
+            return s.clone();
+        }
+        let src = Source::new(name, ep);
+        v.push(src.clone());
+        src
     }
 
     pub fn sources(&self) -> Vec<Arc<Source>> {
@@ -162,6 +177,9 @@ impl Hub {
         let mut v = model::families(&self.figures(), self.started);
         if let Some(o) = self.otlp.get() {
             v.extend(o.families(self.started));
+        }
+        if let Some(q) = self.feed.get() {
+            v.extend(q.families(self.started));
         }
         v.extend(trigger::families(&self.triggers, self.started));
         v.retain(|f| !f.rows.is_empty());
@@ -227,7 +245,15 @@ fn discover_once(hub: &Hub, dir: &std::path::Path, d: &mut Discovered, forget: D
 
 /// Binds the HTTP server; errors say what to do.
 pub fn bind(listen: &str) -> Result<tiny_http::Server, String> {
-    tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))
+    try_bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))
+}
+
+/// Binds the HTTP server; the error as an io::Error (for the proxy's errors).
+pub fn try_bind(listen: &str) -> std::io::Result<tiny_http::Server> {
+    tiny_http::Server::http(listen).map_err(|e| match e.downcast::<std::io::Error>() {
+        Ok(e) => *e,
+        Err(e) => std::io::Error::other(e.to_string()),
+    })
 }
 
 /// Serves `/metrics` until the process ends.
@@ -261,20 +287,25 @@ fn write_ready_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The model's settings for metrics: totals, not the UI's detail, so
+/// retention stays small; at most `top_spans` span names.
+pub fn analysis_config(top_spans: usize) -> elstream_analysis::Config {
+    elstream_analysis::Config {
+        max_span_names: top_spans.max(1),
+        max_intervals: 10_000,
+        max_items: 1_000,
+        tail_bytes: 0,
+        ..Default::default()
+    }
+}
+
 /// `elstream metrics`: returns the exit code (2 usage, 3 cannot listen).
 pub fn run(args: MetricsArgs) -> i32 {
     if args.source.is_empty() && args.discover.is_none() {
         eprintln!("elstream metrics: give at least one --source NAME=ENDPOINT or --discover DIR");
         return 2;
     }
-    // The metrics need totals, not the UI's detail: keep retention small.
-    let cfg = elstream_analysis::Config {
-        max_span_names: args.top_spans.max(1),
-        max_intervals: 10_000,
-        max_items: 1_000,
-        tail_bytes: 0,
-        ..Default::default()
-    };
+    let cfg = analysis_config(args.top_spans);
     let hub = Hub::new(
         source::ReadOpts {
             analysis: cfg,

@@ -179,14 +179,52 @@ fn sleep_unless_stopped(src: &Source, d: Duration) {
     }
 }
 
+/// A session's decoder, fed bytes by whoever has them: a source's own
+/// reader, or someone else (the proxy's metrics feed, `feed.rs`).
+pub struct Feeder {
+    dec: StreamDecoder,
+    /// No header seen yet: the first one starts a new session.
+    fresh: bool,
+}
+
+impl Default for Feeder {
+    fn default() -> Self {
+        Feeder::new()
+    }
+}
+
+impl Feeder {
+    pub fn new() -> Feeder {
+        Feeder {
+            dec: StreamDecoder::new(),
+            fresh: true,
+        }
+    }
+
+    /// Takes `bytes` (any chunking) into `src`'s session.
+    pub fn push(
+        &mut self,
+        src: &Source,
+        bytes: &[u8],
+        cfg: &Config,
+    ) -> Result<(), elstream_format::FormatError> {
+        self.dec.push(bytes);
+        take_frames(src, &mut self.dec, bytes.len(), &mut self.fresh, cfg)
+    }
+
+    /// The input ended: whole events of a cut-off block still count.
+    pub fn finish(&mut self, src: &Source, cfg: &Config) {
+        finish(src, &mut self.dec, cfg);
+    }
+}
+
 /// Reads one connection to its end. Every connection starts a new session:
 /// a shim replays its header and ring to each new consumer, so nothing of
 /// the previous connection may be counted twice.
 fn read_connection(src: &Source, mut input: Input, opts: &ReadOpts) -> Result<(), String> {
-    let mut dec = StreamDecoder::new();
+    let mut feeder = Feeder::new();
     let mut buf = vec![0u8; 256 << 10];
     let mut pos: u64 = 0;
-    let mut fresh = true;
     loop {
         if src.stopped() {
             return Ok(());
@@ -194,7 +232,7 @@ fn read_connection(src: &Source, mut input: Input, opts: &ReadOpts) -> Result<()
         let n = match &mut input {
             Input::Sock(s) => match s.read(&mut buf) {
                 Ok(0) => {
-                    finish(src, &mut dec, &opts.analysis);
+                    feeder.finish(src, &opts.analysis);
                     return Err("connection closed".into());
                 }
                 Ok(n) => n,
@@ -215,11 +253,11 @@ fn read_connection(src: &Source, mut input: Input, opts: &ReadOpts) -> Result<()
                     // Followed like tail -F: a replaced or shrunk file is a new session.
                     match std::fs::metadata(&*path) {
                         Ok(m) if m.ino() != *ino || m.len() < pos => {
-                            finish(src, &mut dec, &opts.analysis);
+                            feeder.finish(src, &opts.analysis);
                             return Ok(());
                         }
                         Err(_) => {
-                            finish(src, &mut dec, &opts.analysis);
+                            feeder.finish(src, &opts.analysis);
                             return Err(format!("{} is gone", path.display()));
                         }
                         _ => {}
@@ -232,8 +270,7 @@ fn read_connection(src: &Source, mut input: Input, opts: &ReadOpts) -> Result<()
             },
         };
         pos += n as u64;
-        dec.push(&buf[..n]);
-        let r = take_frames(src, &mut dec, n, &mut fresh, &opts.analysis);
+        let r = feeder.push(src, &buf[..n], &opts.analysis);
         if let Some(f) = &opts.on_data {
             f(src);
         }

@@ -3,15 +3,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-/// The address after `PREFIX` in the ready file a child writes once it
-/// serves (`elstream metrics`/`ui --ready-file`: `metrics http://HOST:PORT`);
-/// None if the file does not appear within `within`.
+/// The address after `PREFIX` on a line of the ready file a child writes
+/// once it serves (`elstream metrics`/`ui --ready-file`: `metrics
+/// http://HOST:PORT`; the proxy's holds one line per listener); None if the
+/// file does not appear within `within`.
 pub fn ready_addr(file: &Path, prefix: &str, within: Duration) -> Option<String> {
     let mut addr = None;
     crate::wait_until(within, || {
-        addr = std::fs::read_to_string(file)
-            .ok()
-            .and_then(|t| Some(t.trim().strip_prefix(prefix)?.to_string()));
+        addr = std::fs::read_to_string(file).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| Some(l.trim().strip_prefix(prefix)?.to_string()))
+        });
         addr.is_some()
     });
     addr

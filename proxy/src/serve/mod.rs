@@ -14,6 +14,7 @@
 //! `outputs.rs` UDP and the off-loop consumers, `stats.rs` the stats text.
 //! `run`'s program is supervised by run.rs through [`Supervisor`].
 
+mod exporter;
 mod fanout;
 mod outputs;
 mod session;
@@ -116,7 +117,8 @@ pub struct Config {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Stats")]
     pub stats_interval: Option<Duration>,
     /// Once every socket is bound, write the bound addresses to FILE, one per
-    /// line (`listen tcp://127.0.0.1:40123`, `stats ...`, `control ...`):
+    /// line (`listen tcp://127.0.0.1:40123`, `stats ...`, `control ...`,
+    /// `metrics http://127.0.0.1:9464`):
     /// with `--listen tcp://127.0.0.1:0` the system picks a free port.
     #[arg(long, value_name = "FILE", help_heading = "Stats")]
     pub ready_file: Option<PathBuf>,
@@ -133,6 +135,22 @@ pub struct Config {
     pub plugins: Vec<PluginSpec>,
     #[command(flatten)]
     pub record: RecordOpts,
+    /// Serve Prometheus text at /metrics on HOST:PORT for every session of
+    /// this proxy (the families and labels of `elstream metrics`; port 0: the
+    /// system picks one, see --ready-file). A metrics thread runs each session
+    /// through the analysis model behind a queue bounded by --queue (when it
+    /// falls behind, it drops blocks for itself only, counted in
+    /// elstream_feed_dropped_blocks_total). Triggers are `elstream metrics`' only.
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Metrics")]
+    pub metrics: Option<String>,
+    /// Export the same over OTLP HTTP/protobuf, configured by the OTEL_*
+    /// variables as for `elstream metrics` (default http://localhost:4318).
+    #[arg(long, help_heading = "Metrics")]
+    pub otlp: bool,
+    /// Distinct user span names per session in the metrics; later names are
+    /// folded into `other`.
+    #[arg(long, default_value_t = 20, value_name = "N", help_heading = "Metrics")]
+    pub top_spans: usize,
     /// The control relay (`proxy --control-listen`), from its own options.
     #[arg(skip)]
     pub control: Option<RelayConfig>,
@@ -198,6 +216,7 @@ pub struct Proxy {
     relay: Option<Relay>,
     next_token: usize,
     outputs: Outputs,
+    metrics: Option<exporter::Exporter>,
     signals: Signals,
     /// `run`'s program, and when it exited with what status.
     child: Option<Box<dyn Supervisor>>,
@@ -240,6 +259,7 @@ impl Proxy {
             None => None,
         };
         let outputs = Outputs::new(&cfg)?;
+        let metrics = exporter::Exporter::start(&cfg)?;
         let mut signals = Signals::install(&[libc::SIGINT, libc::SIGTERM, libc::SIGCHLD])
             .map_err(|e| Error::io("cannot install signal handlers", e))?;
         poll.registry()
@@ -269,6 +289,7 @@ impl Proxy {
             relay,
             next_token: FIRST_SUBSCRIBER,
             outputs,
+            metrics,
             signals,
             child: None,
             child_exit: None,
@@ -300,7 +321,17 @@ impl Proxy {
             .into_iter()
             .map(|l| format!("control {l}"));
         let udp = self.outputs.udp.iter().map(|u| format!("udp {}", u.dest));
-        listen.chain(stats).chain(control).chain(udp).collect()
+        let metrics = self
+            .metrics
+            .iter()
+            .filter_map(|m| m.bound.as_ref())
+            .map(|b| format!("metrics {b}"));
+        listen
+            .chain(stats)
+            .chain(control)
+            .chain(udp)
+            .chain(metrics)
+            .collect()
     }
 
     /// Addresses actually bound (port 0 resolved).

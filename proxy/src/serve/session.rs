@@ -122,7 +122,12 @@ impl Proxy {
             match self.feed(slot).decoder.next_frame() {
                 Ok(Some(Frame::Header(h))) => self.start_session(slot, h),
                 Ok(Some(Frame::Block(b))) => self.on_block(slot, b),
-                Ok(Some(Frame::DataEnd)) => self.end_session(slot),
+                Ok(Some(Frame::DataEnd)) => {
+                    if let Some(m) = &self.metrics {
+                        m.end_session(slot, true);
+                    }
+                    self.end_session(slot)
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     // Whole events before the damage are delivered; the rest
@@ -241,6 +246,9 @@ impl Proxy {
         };
         self.outputs
             .start(id, &session.header_chunk.bytes, Instant::now());
+        if let (Some(m), Some(f)) = (&self.metrics, &self.feeds[slot]) {
+            m.start_session(slot, &f.name, &f.source.endpoint, &session.header_chunk);
+        }
         let f = self.feed(slot);
         f.sessions += 1;
         tracing::info!(
@@ -273,6 +281,9 @@ impl Proxy {
         let header = session.header.clone();
         self.fan_out(&chunk, id, &header);
         self.outputs.block(&chunk.bytes);
+        if let Some(m) = &self.metrics {
+            m.block(slot, &chunk);
+        }
     }
 
     fn end_session(&mut self, slot: usize) {
@@ -287,6 +298,9 @@ impl Proxy {
             bytes = session.bytes,
             "session ends"
         );
+        if let Some(m) = &self.metrics {
+            m.end_session(slot, false);
+        }
         self.end_subs(session.id);
         self.outputs.end();
     }
