@@ -157,6 +157,29 @@ fn hist(
         .cloned()
 }
 
+/// The figures an export carries for `session` equal ghc-events' of the
+/// same run's capture: GCs, the pause histogram (count, total), `work`
+/// spans, user messages.
+fn figures_arrive(r: &ExportMetricsServiceRequest, session: &str, j: &Judged) {
+    let demo_s = [("session", session)];
+    assert_eq!(number(r, "ghc_gc", &demo_s), Some(j.gcs as f64), "GCs");
+    let p = hist(r, "ghc_gc_pause", &demo_s).unwrap();
+    assert_eq!(p.count, j.pauses, "GC pauses");
+    assert_eq!(
+        (p.sum.unwrap() * 1e9).round() as u64,
+        j.pause_ns,
+        "total GC pause"
+    );
+    assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count);
+    assert_eq!(p.bucket_counts.len(), p.explicit_bounds.len() + 1);
+    let w = hist(r, "ghc_span", &[("session", session), ("span", "work")]).unwrap();
+    assert_eq!(w.count, j.work_spans);
+    assert_eq!(
+        number(r, "ghc_user_messages", &demo_s),
+        Some(j.user_messages as f64)
+    );
+}
+
 #[test]
 fn otlp_export_equals_ghc_events_and_a_down_receiver_stalls_nothing() {
     let demo = example("Demo");
@@ -204,23 +227,8 @@ fn otlp_export_equals_ghc_events_and_a_down_receiver_stalls_nothing() {
         attr(&res.attributes, "service.name").as_deref(),
         Some("elstream-test")
     );
-    assert_eq!(number(&r, "ghc_gc", &demo_s), Some(j.gcs as f64), "GCs");
-    let p = hist(&r, "ghc_gc_pause", &demo_s).unwrap();
-    assert_eq!(p.count, j.pauses, "GC pauses");
-    assert_eq!(
-        (p.sum.unwrap() * 1e9).round() as u64,
-        j.pause_ns,
-        "total GC pause"
-    );
-    assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count);
-    assert_eq!(p.bucket_counts.len(), p.explicit_bounds.len() + 1);
-    let w = hist(&r, "ghc_span", &[("session", "demo"), ("span", "work")]).unwrap();
-    assert_eq!(w.count, j.work_spans);
     assert_eq!(j.work_spans, 4 * 8);
-    assert_eq!(
-        number(&r, "ghc_user_messages", &demo_s),
-        Some(j.user_messages as f64)
-    );
+    figures_arrive(&r, "demo", &j);
     // The markers, as log records, each once.
     let want: Vec<(String, String)> = (0..8)
         .map(|r| ("demo".to_string(), format!("round {r}")))
@@ -252,4 +260,39 @@ fn otlp_export_equals_ghc_events_and_a_down_receiver_stalls_nothing() {
         scraped(&addr, "elstream_otlp_dropped_batches_total{}").unwrap_or(0.0) >= dropped0 + 3.0
     }));
     drop(metrics);
+}
+
+/// `elstream proxy --metrics ... --otlp`: the exporter inside the proxy sends
+/// the same figures, configured by the same OTEL_* variables.
+#[test]
+fn proxy_otlp_export_equals_ghc_events() {
+    let demo = example("Demo");
+    let dir = TempDir::new("metrics-proxy-otlp");
+    let sock = dir.join("demo.sock");
+    let rx = Receiver::start();
+    let endpoint = format!("http://{}", rx.addr);
+    let _proxy = spawn_proxy_metrics(
+        &sock,
+        &["--otlp"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ],
+    );
+    let (counts, bytes) = run_demo(&demo, &sock, 6);
+    let log = dir.join("capture.eventlog");
+    std::fs::write(&log, &bytes).unwrap();
+    let j = judge(&log);
+    assert!(j.gcs > 3, "Demo should GC");
+    assert_eq!(j.user_messages, counts["user-events"]);
+    assert_eq!(j.work_spans, 4 * 6);
+    let latest = || rx.latest.lock().unwrap().clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || latest().is_some_and(
+            |(r, _)| number(&r, "elstream_session_ended", &[("session", "demo")]) == Some(1.0)
+        )),
+        "no export from the proxy with the session's data end arrived"
+    );
+    let (r, _) = latest().unwrap();
+    figures_arrive(&r, "demo", &j);
 }

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use testkit::{example, ChildGuard, TempDir};
+use testkit::{example, TempDir};
 
 #[test]
 fn prometheus_scrape_equals_ghc_events() {
@@ -70,20 +70,8 @@ fn proxy_metrics_scrape_equals_ghc_events() {
     let demo = example("Demo");
     let dir = TempDir::new("metrics-proxy-prom");
     let sock = dir.join("demo.sock");
-    let ready = dir.join("ready");
-    let _proxy = ChildGuard::spawn(
-        std::process::Command::new(testkit::release_bin("elstream"))
-            .arg("proxy")
-            .arg("--source")
-            .arg(format!("demo=unix:{}", sock.display()))
-            .args(["--listen", "tcp://127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit()),
-    );
-    let addr = testkit::ready_addr(&ready, "metrics http://", Duration::from_secs(20))
-        .expect("elstream proxy wrote no metrics line in its ready file");
+    let proxy = spawn_proxy_metrics(&sock, &[], &[]);
+    let addr = proxy.addr.clone();
     assert!(
         get(&addr, "/metrics").is_some(),
         "the proxy serves no /metrics"

@@ -92,6 +92,34 @@ pub fn spawn_metrics(args: &[&str], env: &[(&str, &str)]) -> Metrics {
     }
 }
 
+/// `elstream proxy --source demo=unix:SOCK --listen tcp://127.0.0.1:0
+/// --metrics 127.0.0.1:0 ARGS` with `env`: the child and its /metrics address
+/// (from the `metrics http://` line of its --ready-file).
+pub fn spawn_proxy_metrics(sock: &Path, args: &[&str], env: &[(&str, &str)]) -> Metrics {
+    let dir = TempDir::new("proxy-ready");
+    let ready = dir.join("ready");
+    let child = ChildGuard::spawn(
+        Command::new(release_bin("elstream"))
+            .arg("proxy")
+            .arg("--source")
+            .arg(format!("demo=unix:{}", sock.display()))
+            .args(["--listen", "tcp://127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    );
+    let addr = testkit::ready_addr(&ready, "metrics http://", Duration::from_secs(20))
+        .expect("elstream proxy wrote no metrics line in its ready file");
+    Metrics {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
 pub fn start_metrics(args: &[&str]) -> Metrics {
     start_metrics_env(args, &[])
 }
