@@ -4,16 +4,13 @@
 //! heap figures equal what ghc-events decodes from the same file.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use elstream_analysis::Analysis;
 use elstream_format::eventlog::{
     EVENT_GC_END, EVENT_GC_START, EVENT_RUN_THREAD, EVENT_STOP_THREAD,
 };
-use testkit::{check, event_sequence, example, parse_counts, ChildGuard, TempDir};
-
-const TIMEOUT: Duration = Duration::from_secs(120);
+use testkit::{check, event_sequence, example, run_to_l_file, TempDir};
 
 fn demo_log(
     dir: &TempDir,
@@ -21,23 +18,9 @@ fn demo_log(
     rts: &[&str],
 ) -> (std::path::PathBuf, std::collections::BTreeMap<String, u64>) {
     let log = dir.join("demo.eventlog");
-    let mut cmd = Command::new(example("Demo"));
-    cmd.args(args)
-        .current_dir(dir.path()) // -hT writes Demo.hp here
-        .arg("+RTS")
-        .args(["-N2", "-l"])
-        .args(rts)
-        .arg(format!("-ol{}", log.display()))
-        .arg("-RTS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = ChildGuard::spawn(&mut cmd).wait_timeout(TIMEOUT);
-    assert!(
-        out.status.success(),
-        "Demo: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (log, parse_counts(&String::from_utf8_lossy(&out.stdout)))
+    // In `dir`: -hT writes Demo.hp there.
+    let counts = run_to_l_file(&example("Demo"), args, rts, &log, dir.path());
+    (log, counts)
 }
 
 fn analyse(bytes: &[u8], chunk: usize) -> Analysis {
@@ -295,18 +278,7 @@ fn retention_is_bounded_and_totals_survive_it() {
     // The yield load: scheduler events as fast as the RTS writes them.
     let dir = TempDir::new("analysis-retention");
     let log = dir.join("yield.eventlog");
-    let mut cmd = Command::new(example("Yield"));
-    cmd.args(["4", "50000", "+RTS", "-N2", "-l"])
-        .arg(format!("-ol{}", log.display()))
-        .arg("-RTS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let out = ChildGuard::spawn(&mut cmd).wait_timeout(TIMEOUT);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_l_file(&example("Yield"), &["4", "50000"], &[], &log, dir.path());
     let bytes = std::fs::read(&log).unwrap();
     let full = analyse(&bytes, 1 << 17);
     let small = elstream_analysis::Config {

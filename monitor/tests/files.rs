@@ -6,28 +6,22 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
-use testkit::{check, example, ChildGuard, TempDir};
+use testkit::{check, example, run_to_l_file, TempDir};
 
 /// Demo with `+RTS -l -hT` into a file (no streaming).
 fn ht_log(dir: &TempDir) -> std::path::PathBuf {
     let log = dir.join("demo-hT.eventlog");
-    let mut cmd = Command::new(example("Demo"));
     // Census times follow the RTS's own clock (CPU time, not wall): on a
     // loaded box a second of wall can be little of it, so sample often.
-    cmd.args(["20", "10", "8000", "+RTS", "-N2", "-l", "-hT", "-i0.001"])
-        .arg(format!("-ol{}", log.display()))
-        .arg("-RTS")
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let out = ChildGuard::spawn(&mut cmd).wait_timeout(TIMEOUT);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_to_l_file(
+        &example("Demo"),
+        &["20", "10", "8000"],
+        &["-hT", "-i0.001"],
+        &log,
+        dir.path(),
     );
     log
 }

@@ -32,4 +32,4 @@ pub use net::{free_tcp_port, logged_port, ready_addr};
 pub use paths::{
     corpus_dir, corpus_logs, corpus_or_skip, release_bin, repo_root, shim_staticlib, target_dir,
 };
-pub use process::{wait_for_path, wait_until, ChildGuard};
+pub use process::{run_to_l_file, wait_for_path, wait_until, ChildGuard};

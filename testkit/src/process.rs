@@ -128,3 +128,34 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// Runs `program ARGS +RTS -N2 -l RTS... -olLOG -RTS` in `cwd` (where a `-h`
+/// profile writes its `.hp`), waited for at most 2 minutes; a failure panics
+/// with its stderr. Returns its stdout's `key value` counts.
+pub fn run_to_l_file(
+    program: &Path,
+    args: &[&str],
+    rts: &[&str],
+    log: &Path,
+    cwd: &Path,
+) -> std::collections::BTreeMap<String, u64> {
+    let out = ChildGuard::spawn(
+        Command::new(program)
+            .args(args)
+            .args(["+RTS", "-N2", "-l"])
+            .args(rts)
+            .arg(format!("-ol{}", log.display()))
+            .arg("-RTS")
+            .current_dir(cwd)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .wait_timeout(Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::parse_counts(&String::from_utf8_lossy(&out.stdout))
+}

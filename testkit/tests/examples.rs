@@ -5,7 +5,9 @@ use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use testkit::{check, check_bytes, example, parse_counts, wait_for_path, ChildGuard, TempDir};
+use testkit::{
+    check, check_bytes, example, parse_counts, run_to_l_file, wait_for_path, ChildGuard, TempDir,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -17,22 +19,7 @@ fn run_to_file(
 ) -> (std::collections::BTreeMap<String, u64>, testkit::Check) {
     let dir = TempDir::new(name);
     let log = dir.join("out.eventlog");
-    let mut cmd = Command::new(example(name));
-    cmd.args(args)
-        .arg("+RTS")
-        .arg("-N2")
-        .arg("-l")
-        .arg(format!("-ol{}", log.display()))
-        .arg("-RTS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = ChildGuard::spawn(&mut cmd).wait_timeout(TIMEOUT);
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let counts = parse_counts(&String::from_utf8_lossy(&out.stdout));
+    let counts = run_to_l_file(&example(name), args, &[], &log, dir.path());
     (counts, check(&log))
 }
 

@@ -3,24 +3,12 @@
 //! real programs whose ghc-events event counts are known.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-use testkit::{check, example, threadscope_events, validate_threads, ChildGuard, TempDir};
+use testkit::{check, example, run_to_l_file, threadscope_events, validate_threads, TempDir};
 
 /// `NAME ARGS +RTS -N2 -l -olDIR/NAME.eventlog`.
 fn l_file(dir: &TempDir, name: &str, args: &[&str]) -> PathBuf {
     let log = dir.join(format!("{name}.eventlog"));
-    let out = ChildGuard::spawn(
-        Command::new(example(name))
-            .args(args)
-            .args(["+RTS", "-N2", "-l"])
-            .arg(format!("-ol{}", log.display()))
-            .arg("-RTS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    )
-    .wait_timeout(Duration::from_secs(120));
-    assert!(out.status.success(), "{name}: {out:?}");
+    run_to_l_file(&example(name), args, &[], &log, dir.path());
     log
 }
 
