@@ -257,9 +257,12 @@ fn after_stop_busy_threads_run_on_and_the_rts_has_nothing_to_complain_about() {
     let dir = TempDir::new("stop-busy");
     let sock = dir.join("s.sock");
     let reader = consume(sock.clone());
+    // The yielders write hundreds of MB/s: a ring that holds the whole run
+    // keeps a reader slowed by a loaded box from falling a ring behind (not
+    // what this test is about; a CI run on trixie lost 6 blocks with 64M).
     let out = ChildGuard::spawn(
         Command::new(&prog)
-            .arg(format!("unix:{}", sock.display()))
+            .arg(format!("unix:{},ring=512M", sock.display()))
             .args(["+RTS", "-N2", "-RTS"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
